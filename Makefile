@@ -1,0 +1,39 @@
+# Junction: `make run` starts everything on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test setup demo browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.requirements: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.requirements
+
+## Install, migrate, load the demo catalog and create the admin login (all idempotent).
+setup: $(VENV)/.requirements
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py ensure_admin
+
+## Web server, Celery worker and Celery beat together; Ctrl-C stops them all.
+run: setup
+	$(BIN)/honcho --procfile Procfile.dev start
+
+## The whole test suite (installs Chromium for the browser tests when it is missing).
+test: $(VENV)/.requirements-dev browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium.sh
+
+clean:
+	rm -rf var/

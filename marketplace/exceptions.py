@@ -1,0 +1,55 @@
+"""Domain errors raised by services. Interfaces map them: the API to HTTP statuses
+(``marketplace.api.errors``), the admin to messages and form errors.
+
+Every error carries ``errors``: a mapping of field name to messages, so each refusal
+can be tied to the field that caused it (``"__all__"`` when none applies).
+"""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+
+
+class DomainError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, errors: dict | None = None):
+        if errors is None:
+            errors = {field or "__all__": [message]}
+        self.errors: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in errors.items()}
+        self.message = message or "; ".join(f"{k}: {m}" if k != "__all__" else m for k, ms in self.errors.items() for m in ms)
+        super().__init__(self.message)
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError) -> "DomainError":
+        if hasattr(exc, "error_dict"):
+            return cls(errors={k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()})
+        return cls(errors={"__all__": exc.messages})
+
+    def as_validation_error(self) -> ValidationError:
+        return ValidationError({k: v for k, v in self.errors.items()})
+
+
+class InvalidInput(DomainError):
+    """The caller sent something that breaks a rule; nothing was written."""
+
+
+class NotInstallable(DomainError):
+    """The version cannot be installed (draft, or marked unavailable)."""
+
+    status_code = 409
+
+
+class ImmutableVersion(DomainError):
+    """A published version's content, number and notes never change."""
+
+    status_code = 409
+
+
+class Conflict(DomainError):
+    """The operation lost a race or meets a state that forbids it; retrying may help."""
+
+    status_code = 409
+
+
+class PermissionDenied(DomainError):
+    status_code = 403

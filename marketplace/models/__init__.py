@@ -1,0 +1,24 @@
+from .catalog import Category, Integration
+from .devices import Device
+from .instances import Instance, ResourceBinding
+from .media import ApiSchema, Attachment
+from .organizations import Membership, Organization
+from .runs import HandlerRun
+from .storage import CacheEntry, ContainerEntry
+from .versions import IntegrationVersion
+
+__all__ = [
+    "ApiSchema",
+    "Attachment",
+    "CacheEntry",
+    "Category",
+    "ContainerEntry",
+    "Device",
+    "HandlerRun",
+    "Instance",
+    "Integration",
+    "IntegrationVersion",
+    "Membership",
+    "Organization",
+    "ResourceBinding",
+]

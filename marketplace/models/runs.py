@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.db import models
+
+from ..choices import RunStatus, Trigger
+
+
+class HandlerRun(models.Model):
+    """One run of one handler of one instance: what started it, how it went, its logs
+    (capped), its result or its error. Retries and replays are runs of their own, linked
+    to the first run through ``first_run``."""
+
+    instance = models.ForeignKey("marketplace.Instance", on_delete=models.CASCADE, related_name="runs")
+    handler = models.CharField(max_length=120)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    input = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    logs = models.JSONField(default=list, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_file = models.CharField(max_length=255, blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    first_run = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="attempts")
+    # Set for runs enqueued by the scheduler or a retry: one run per (schedule, slot).
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    starts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker picked the run up.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # An instance's run history, newest first.
+            models.Index(fields=["instance", "-created_at"], name="handlerrun_history_idx"),
+            # Pruning old runs by age.
+            models.Index(fields=["created_at"], name="handlerrun_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler} #{self.pk} ({self.status})"

@@ -1,0 +1,54 @@
+"""Creating integrations and giving them unique slugs."""
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from .. import access
+from ..choices import Visibility
+from ..exceptions import InvalidInput
+from ..models import Category, Integration, Organization
+from .common import full_clean
+
+
+def unique_slug(name: str, *, exclude_pk: int | None = None) -> str:
+    base = slugify(name)[:100] or "integration"
+    slug, n = base, 2
+    taken = Integration.objects.exclude(pk=exclude_pk)
+    while taken.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def create_integration(
+    *,
+    organization: Organization,
+    name: str,
+    summary: str = "",
+    description: str = "",
+    category: Category | None = None,
+    visibility: str = Visibility.PUBLIC,
+    slug: str | None = None,
+    user=None,
+) -> Integration:
+    """Create an integration owned by ``organization`` (no versions yet)."""
+    access.require_role(user, organization, access.PUBLISHING_ROLES)
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("a name is required", field="name")
+    if Integration.objects.filter(owner=organization, name=name).exists():
+        raise InvalidInput(f"{organization} already has an integration named {name!r}", field="name")
+    if slug and Integration.objects.filter(slug=slug).exists():
+        raise InvalidInput(f"the slug {slug!r} is taken", field="slug")
+    integration = Integration(
+        owner=organization, name=name, slug=slug or unique_slug(name), summary=summary,
+        description=description, category=category, visibility=visibility,
+    )
+    full_clean(integration)
+    try:
+        with transaction.atomic():
+            integration.save()
+    except IntegrityError:
+        raise InvalidInput(f"the name {name!r} or slug {integration.slug!r} was just taken", field="name")
+    return integration

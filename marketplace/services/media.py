@@ -1,0 +1,100 @@
+"""Icons and attachments: validation, thumbnails, and files that never outlive their rows."""
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image
+
+from .. import access
+from ..exceptions import InvalidInput
+from ..models import Attachment, Integration
+from ..signals import delete_file_on_commit
+from ..validators import attachment_content_type, validate_attachment, validate_icon
+
+
+def make_thumbnail(data: bytes) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    image.thumbnail((settings.JUNCTION_ICON_THUMBNAIL_PX,) * 2)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+@transaction.atomic
+def set_icon(*, integration: Integration, upload, user=None) -> Integration:
+    """Replace the icon (square PNG, 400 px or more) and its listing thumbnail."""
+    access.require_can_publish(user, integration)
+    try:
+        validate_icon(upload)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="icon") from None
+    upload.seek(0)
+    data = upload.read()
+    old_icon, old_thumb = integration.icon, integration.icon_thumbnail
+    delete_file_on_commit(old_icon)
+    delete_file_on_commit(old_thumb)
+    integration.icon.save("icon.png", ContentFile(data), save=False)
+    integration.icon_thumbnail.save("thumb.png", ContentFile(make_thumbnail(data)), save=False)
+    with removed_on_error([integration.icon, integration.icon_thumbnail]):
+        integration.save(update_fields=["icon", "icon_thumbnail", "updated_at"])
+    return integration
+
+
+@transaction.atomic
+def clear_icon(*, integration: Integration, user=None) -> Integration:
+    access.require_can_publish(user, integration)
+    delete_file_on_commit(integration.icon)
+    delete_file_on_commit(integration.icon_thumbnail)
+    integration.icon = integration.icon_thumbnail = ""
+    integration.save(update_fields=["icon", "icon_thumbnail", "updated_at"])
+    return integration
+
+
+@transaction.atomic
+def add_attachment(*, integration: Integration, upload, title: str = "", user=None) -> Attachment:
+    """Store a document with the integration. Executable and HTML types are refused."""
+    access.require_can_publish(user, integration)
+    try:
+        validate_attachment(upload)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="file") from None
+    attachment = Attachment(
+        integration=integration,
+        title=(title or "").strip() or upload.name,
+        content_type=attachment_content_type(upload.name),
+        size=upload.size,
+        uploaded_by=user if user is not None and user.is_authenticated else None,
+    )
+    attachment.file.save(upload.name, upload, save=False)
+    with removed_on_error([attachment.file]):
+        attachment.save()
+    return attachment
+
+
+@transaction.atomic
+def remove_attachment(*, attachment: Attachment, user=None) -> None:
+    access.require_can_publish(user, attachment.integration)
+    attachment.delete()
+
+
+def copy_file(field_file, name: str) -> ContentFile:
+    with field_file.open("rb") as handle:
+        return ContentFile(handle.read(), name=name)
+
+
+@contextmanager
+def removed_on_error(field_files: list):
+    """Files are written before their row; if saving the row fails, remove them again.
+    ``field_files`` is read when the error happens, so callers may append as they write."""
+    try:
+        yield
+    except BaseException:
+        for field_file in field_files:
+            if field_file:
+                field_file.storage.delete(field_file.name)
+        raise

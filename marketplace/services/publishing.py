@@ -1,0 +1,77 @@
+"""Publishing a draft as numbered version N, and toggling a version's availability."""
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .. import access
+from ..choices import VersionState
+from ..exceptions import Conflict, InvalidInput
+from ..models import Integration, IntegrationVersion
+from .drafts import check_bundle
+
+
+def check_publishable(draft: IntegrationVersion) -> None:
+    """The minimum a version must satisfy to be published: a manifest object whose
+    handlers point at files of the bundle."""
+    if not isinstance(draft.manifest, dict) or not draft.manifest:
+        raise InvalidInput("the draft has no manifest", field="manifest")
+    check_bundle(draft.files)
+    handlers = draft.manifest.get("handlers") or {}
+    if not isinstance(handlers, dict):
+        raise InvalidInput("handlers must be an object", field="manifest.handlers")
+    for name, spec in handlers.items():
+        file = spec.get("file") if isinstance(spec, dict) else None
+        if file not in draft.files:
+            raise InvalidInput(
+                f"handler {name!r} names file {file!r}, which is not in the bundle", field=f"manifest.handlers.{name}.file"
+            )
+
+
+@transaction.atomic
+def publish_version(*, draft: IntegrationVersion, notes: str, user=None) -> IntegrationVersion:
+    """Publish ``draft`` as the integration's next version number, available at once.
+
+    Two publishes racing on the same draft: the integration row lock serializes them and
+    the loser gets Conflict. The (integration, number) unique constraint is the backstop.
+    """
+    access.require_can_publish(user, draft.integration)
+    notes = (notes or "").strip()
+    if not notes:
+        raise InvalidInput("notes are required to publish: say what changed", field="notes")
+    Integration.objects.select_for_update().get(pk=draft.integration_id)
+    try:
+        draft = IntegrationVersion.objects.select_for_update().get(pk=draft.pk)
+    except IntegrationVersion.DoesNotExist:
+        raise Conflict("the draft no longer exists", field="draft")
+    if not draft.is_draft:
+        raise Conflict(f"this draft was already published as version {draft.number}", field="draft")
+    check_publishable(draft)
+    latest = IntegrationVersion.objects.filter(integration_id=draft.integration_id).aggregate(n=Max("number"))["n"]
+    draft.number = (latest or 0) + 1
+    draft.state = VersionState.PUBLISHED
+    draft.notes = notes
+    draft.available = True
+    draft.published_at = timezone.now()
+    draft.published_by = user if user is not None and user.is_authenticated else None
+    try:
+        with transaction.atomic():
+            draft.save()
+    except IntegrityError:
+        raise Conflict("another version was published at the same moment; try again", field="draft")
+    return draft
+
+
+@transaction.atomic
+def set_availability(*, version: IntegrationVersion, available: bool, user=None) -> IntegrationVersion:
+    """Mark a published version Available (installable) or Unavailable. Instances already
+    running it keep running."""
+    access.require_can_publish(user, version.integration)
+    version = IntegrationVersion.objects.select_for_update().get(pk=version.pk)
+    if not version.is_published:
+        raise InvalidInput("only published versions can be made available", field="available")
+    if version.available != available:
+        version.available = available
+        version.save(update_fields=["available", "updated_at"])
+    return version

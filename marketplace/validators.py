@@ -1,0 +1,159 @@
+"""Rules on input, defined once and used by models, forms, serializers and services, so
+every interface refuses the same thing with the same message."""
+from __future__ import annotations
+
+import io
+import mimetypes
+import warnings
+from pathlib import PurePosixPath
+from typing import Any
+
+import jsonschema
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from PIL import Image
+
+from .choices import ResourceKind
+
+SECRET_MASK = "********"
+
+
+# --- Icons ------------------------------------------------------------------------------------
+
+def validate_icon(upload) -> None:
+    """A PNG, square, between JUNCTION_ICON_MIN_PX and JUNCTION_ICON_MAX_PX on a side and at
+    most JUNCTION_ICON_MAX_BYTES. Dimensions are read from the header before any pixel is
+    decoded, so a decompression bomb is refused without being inflated."""
+    max_bytes = settings.JUNCTION_ICON_MAX_BYTES
+    size = getattr(upload, "size", None)
+    if size is not None and size > max_bytes:
+        raise ValidationError(
+            f"icon is too large: {size:,} bytes, at most {max_bytes:,}", code="icon_too_large"
+        )
+    upload.seek(0)
+    data = upload.read(max_bytes + 1)
+    upload.seek(0)
+    if len(data) > max_bytes:
+        raise ValidationError(f"icon is too large: more than {max_bytes:,} bytes", code="icon_too_large")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image_format = image.format
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValidationError("icon has too many pixels to be decoded safely", code="icon_bomb")
+    except Exception:
+        raise ValidationError("icon must be a PNG image: the file is not an image", code="icon_not_image")
+    if image_format != "PNG":
+        raise ValidationError(f"icon must be a PNG image: got {image_format}", code="icon_not_png")
+    low, high = settings.JUNCTION_ICON_MIN_PX, settings.JUNCTION_ICON_MAX_PX
+    if width != height:
+        raise ValidationError(f"icon must be square: got {width}×{height}", code="icon_not_square")
+    if width < low:
+        raise ValidationError(f"icon must be at least {low}×{low} px: got {width}×{height}", code="icon_too_small")
+    if width > high:
+        raise ValidationError(f"icon must be at most {high}×{high} px: got {width}×{height}", code="icon_too_big")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.open(io.BytesIO(data)).load()
+    except Exception:
+        raise ValidationError("icon is not a valid PNG: the image data is damaged", code="icon_damaged")
+
+
+# --- Attachments ---------------------------------------------------------------------------
+
+# Files a browser or an OS would run or render as active content are refused outright.
+REFUSED_ATTACHMENT_EXTENSIONS = {
+    ".exe", ".dll", ".bat", ".cmd", ".com", ".msi", ".scr", ".ps1", ".sh", ".bash", ".vbs",
+    ".js", ".mjs", ".jar", ".app", ".apk", ".bin", ".elf", ".so", ".dylib", ".deb", ".rpm",
+    ".html", ".htm", ".xhtml", ".svg", ".shtml", ".php", ".hta", ".py", ".pl",
+}
+REFUSED_ATTACHMENT_TYPES = {
+    "text/html", "application/xhtml+xml", "image/svg+xml", "application/javascript",
+    "text/javascript", "application/x-msdownload", "application/x-executable",
+    "application/x-sh", "application/x-dosexec", "application/java-archive",
+}
+# Magic numbers of executables, caught even when renamed to .pdf.
+EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe", b"#!")
+
+
+def attachment_content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def validate_attachment(upload) -> None:
+    name = PurePosixPath(getattr(upload, "name", "") or "").name
+    max_bytes = settings.JUNCTION_ATTACHMENT_MAX_BYTES
+    if not name:
+        raise ValidationError("attachment needs a file name", code="attachment_unnamed")
+    if upload.size > max_bytes:
+        raise ValidationError(
+            f"attachment is too large: {upload.size:,} bytes, at most {max_bytes:,}", code="attachment_too_large"
+        )
+    if upload.size == 0:
+        raise ValidationError("attachment is empty", code="attachment_empty")
+    extension = PurePosixPath(name).suffix.lower()
+    content_type = attachment_content_type(name)
+    if extension in REFUSED_ATTACHMENT_EXTENSIONS or content_type in REFUSED_ATTACHMENT_TYPES:
+        raise ValidationError(
+            f"attachments of type {extension or content_type} are refused: executable or HTML content",
+            code="attachment_type",
+        )
+    upload.seek(0)
+    head = upload.read(8)
+    upload.seek(0)
+    if head.startswith(EXECUTABLE_MAGIC):
+        raise ValidationError("attachment looks like an executable program and is refused", code="attachment_type")
+
+
+# --- Manifests and config ------------------------------------------------------------------
+
+def declared_resources(manifest: dict) -> dict[str, dict]:
+    resources = manifest.get("resources") or {}
+    return resources if isinstance(resources, dict) else {}
+
+
+def secret_fields(config_schema: dict | None) -> set[str]:
+    """Top-level config properties that are secrets: ``format: password`` or ``writeOnly``."""
+    properties = (config_schema or {}).get("properties") or {}
+    return {
+        name for name, spec in properties.items()
+        if isinstance(spec, dict) and (spec.get("format") == "password" or spec.get("writeOnly") is True)
+    }
+
+
+def _error_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        # jsonschema reports a missing property at its parent; name the property itself.
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        parts.append(missing)
+    return ".".join(["config", *[p for p in parts if p]])
+
+
+def validate_config(config_schema: dict | None, values: Any) -> dict:
+    """Check ``values`` against a version's configSchema (Draft 2020-12) and return them
+    with schema defaults filled in. Raises ValidationError keyed by ``config.<field>``."""
+    if not isinstance(values, dict):
+        raise ValidationError({"config": ["config must be a JSON object"]})
+    schema = config_schema or {"type": "object"}
+    completed = dict(values)
+    for name, spec in (schema.get("properties") or {}).items():
+        if isinstance(spec, dict) and "default" in spec and name not in completed:
+            completed[name] = spec["default"]
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors: dict[str, list[str]] = {}
+    for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):
+        path = _error_path(error)
+        message = error.message if error.validator != "required" else "this field is required"
+        errors.setdefault(path, []).append(message)
+    if errors:
+        raise ValidationError(errors)
+    return completed
+
+
+def validate_resource_kind(kind: str) -> None:
+    if kind not in ResourceKind.values:
+        raise ValidationError(f"resource kind must be one of {', '.join(ResourceKind.values)}: got {kind!r}")
