@@ -1,0 +1,72 @@
+"""Shared fixtures: personas (a superuser, a publisher of Acme, an outsider publishing for
+Globex, a plain member) and isolated media storage."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+from marketplace.choices import Role
+
+from . import factories
+
+# Playwright's sync API runs an event loop in the test thread; Django's async-safety check
+# would otherwise refuse the ORM calls that browser tests make between page actions.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Every test writes uploads to its own folder, so file assertions see only their files."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def acme(db):
+    return factories.make_org("Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return factories.make_org("Globex")
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.make_user("root", superuser=True)
+
+
+@pytest.fixture
+def publisher(acme):
+    """A staff publisher of Acme (not a superuser)."""
+    user = factories.make_user("alice", staff=True)
+    factories.add_member(user, acme, Role.PUBLISHER)
+    return user
+
+
+@pytest.fixture
+def outsider(globex):
+    """A staff publisher of Globex: sees Acme's public integrations, changes none."""
+    user = factories.make_user("oscar", staff=True)
+    factories.add_member(user, globex, Role.PUBLISHER)
+    return user
+
+
+@pytest.fixture
+def member(acme):
+    """A plain member of Acme: installs, does not publish."""
+    user = factories.make_user("mike")
+    factories.add_member(user, acme, Role.MEMBER)
+    return user
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+requires_postgres = pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").split(":")[0] not in {"postgres", "postgresql"},
+    reason="needs PostgreSQL: run with DATABASE_URL (the second pass of .ci/run does)",
+)
