@@ -1,7 +1,7 @@
 from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 admin.site.site_header = "Junction publishers' console"
@@ -17,4 +17,7 @@ urlpatterns = [
 
 if settings.DEBUG:
     # Uploaded icons in development; production serves MEDIA_ROOT from the front proxy.
-    urlpatterns += [path(f"{settings.MEDIA_URL}<path:path>", serve, {"document_root": settings.MEDIA_ROOT})]
+    urlpatterns += [
+        *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
+        path("demo/", include("marketplace.demo.urls")),
+    ]
