@@ -5,7 +5,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView
 
-from .models import Attachment, Category, Integration
+from .filtersets import IntegrationFilterSet
+from .models import Attachment, Integration
 
 
 class IntegrationListView(ListView):
@@ -14,13 +15,13 @@ class IntegrationListView(ListView):
     paginate_by = 24
 
     def get_queryset(self):
-        queryset = Integration.objects.visible_to(self.request.user).for_listing().search(self.request.GET.get("q"))
-        if category := self.request.GET.get("category"):
-            queryset = queryset.filter(category__slug=category)
-        return queryset.order_by("name")
+        self.filterset = IntegrationFilterSet(
+            self.request.GET, queryset=Integration.objects.visible_to(self.request.user).for_listing()
+        )
+        return self.filterset.qs.order_by("name")
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(categories=Category.objects.all(), query=self.request.GET.get("q", ""), **kwargs)
+        return super().get_context_data(filter=self.filterset, **kwargs)
 
 
 class IntegrationDetailView(DetailView):
