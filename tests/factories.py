@@ -3,13 +3,30 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import random
+import struct
+import zlib
 
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from marketplace.choices import ResourceKind, Role, Visibility
-from marketplace.models import Category, Device, Integration, IntegrationVersion, Membership, Organization
+from marketplace.choices import ResourceKind, Role, Trigger, Visibility
+from marketplace.models import (
+    ApiSchema,
+    CacheEntry,
+    Category,
+    ContainerEntry,
+    Device,
+    HandlerRun,
+    Integration,
+    IntegrationVersion,
+    Membership,
+    Organization,
+)
+from marketplace.services.installs import install_version
+from marketplace.services.media import add_attachment
 from marketplace.services.publishing import publish_version
 
 _seq = itertools.count(1)
@@ -107,3 +124,89 @@ def png_bytes(width: int = 400, height: int | None = None, *, fmt: str = "PNG", 
 
 def png_upload(width: int = 400, height: int | None = None, *, fmt: str = "PNG", name: str = "icon.png"):
     return SimpleUploadedFile(name, png_bytes(width, height, fmt=fmt), content_type="image/png")
+
+
+# --- Additions for the domain-operation tests (issue 3) ----------------------------------------
+
+SAMPLE_CONFIG = {"site": "Plant 1", "apiKey": "s3cret-api-key"}
+
+
+def make_bindings(organization: Organization) -> dict:
+    """One device of each kind SAMPLE_MANIFEST declares, keyed by resource alias."""
+    return {"my-printer": make_device(organization, ResourceKind.HTTP), "erp": make_device(organization, ResourceKind.SQL)}
+
+
+def make_instance(version: IntegrationVersion | None = None, organization: Organization | None = None, **kw):
+    """An instance installed through the service (so config and bindings are validated)."""
+    version = version or make_published()
+    organization = organization or make_org()
+    kw.setdefault("name", f"Instance {next(_seq)}")
+    kw.setdefault("config", dict(SAMPLE_CONFIG))
+    if "bindings" not in kw:
+        kw["bindings"] = make_bindings(organization)
+    return install_version(version=version, organization=organization, **kw)
+
+
+def pdf_bytes() -> bytes:
+    return b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def upload(name: str, data: bytes, content_type: str = "application/octet-stream"):
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def make_attachment(integration: Integration, *, name: str = "manual.pdf", data: bytes | None = None, title: str = ""):
+    return add_attachment(
+        integration=integration, upload=upload(name, pdf_bytes() if data is None else data, "application/pdf"),
+        title=title,
+    )
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose IHDR claims ``width``×``height`` (8-bit grey): what a
+    decompression bomb or an oversized icon looks like before any pixel is decoded."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def noisy_png_bytes(width: int = 400) -> bytes:
+    """A PNG that does not compress: its pixel data is long enough to cut in the middle."""
+    rng = random.Random(width)
+    image = Image.frombytes("RGB", (width, width), rng.randbytes(width * width * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_api_schema(integration: Integration, name: str = "openapi.json"):
+    document = {"openapi": "3.0.3", "info": {"title": "Printer", "version": "1"}, "paths": {}}
+    return ApiSchema.objects.create(
+        integration=integration, name=name, source=json.dumps(document), document=document, title="Printer",
+        api_version="1",
+    )
+
+
+def make_run(instance, **fields):
+    fields.setdefault("handler", "sync")
+    fields.setdefault("trigger", Trigger.MANUAL)
+    return HandlerRun.objects.create(instance=instance, **fields)
+
+
+def make_container_entry(instance, container: str = "orders", key: str | None = None, value=None):
+    return ContainerEntry.objects.create(
+        instance=instance, container=container, key=key or f"key-{next(_seq)}", value=value or {"id": 1}
+    )
+
+
+def make_cache_entry(instance=None, *, organization: Organization | None = None, key: str | None = None, value=None):
+    return CacheEntry.objects.create(
+        instance=instance, organization=organization or instance.organization, key=key or f"key-{next(_seq)}",
+        value=value if value is not None else 1,
+    )
