@@ -68,14 +68,6 @@ class IntegrationVersion(models.Model):
         label = f"v{self.number}" if self.is_published else "draft"
         return f"{self.integration} {label}"
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        # Remember what was loaded so save() can tell a forbidden change from a toggle.
-        instance._loaded = {f: getattr(instance, f) for f in FROZEN_FIELDS if f in instance.__dict__}
-        instance._loaded_state = instance.__dict__.get("state")
-        return instance
-
     @property
     def is_published(self) -> bool:
         return self.state == VersionState.PUBLISHED
@@ -88,26 +80,34 @@ class IntegrationVersion(models.Model):
     def label(self) -> str:
         return f"v{self.number}" if self.is_published else "draft"
 
+    def _stored(self) -> dict | None:
+        """The row as the database holds it now. The guard below compares against this and
+        not against what was loaded: an object loaded as a draft and published elsewhere
+        since (or a JSON field changed in place) must not slip through."""
+        if self._state.adding or self.pk is None:
+            return None
+        return type(self)._base_manager.filter(pk=self.pk).values("state", *FROZEN_FIELDS).first()
+
     def save(self, *args, **kwargs):
-        if getattr(self, "_loaded_state", None) == VersionState.PUBLISHED:
-            self.checksum = self._loaded.get("checksum", self.checksum)
-            changed = [f for f, old in self._loaded.items() if getattr(self, f) != old]
+        stored = self._stored()
+        if stored is not None and stored["state"] == VersionState.PUBLISHED:
+            self.checksum = stored["checksum"]
+            changed = [f for f in FROZEN_FIELDS if getattr(self, f) != stored[f]]
             if changed or self.state != VersionState.PUBLISHED:
                 raise ImmutableVersion(
-                    f"version {self._loaded.get('number')} is published and cannot be changed "
+                    f"version {stored['number']} is published and cannot be changed "
                     f"({', '.join(changed) or 'state'}); create a draft instead",
                     field=changed[0] if changed else "state",
                 )
         else:
             self.checksum = content_checksum(self.manifest, self.files)
         super().save(*args, **kwargs)
-        self._loaded = {f: getattr(self, f) for f in FROZEN_FIELDS}
-        self._loaded_state = self.state
 
     def delete(self, *args, **kwargs):
         # Whole integrations are deleted through services.deletion; a lone published
         # version is history that instances may run.
-        if self.is_published:
+        stored = self._stored()
+        if self.is_published or (stored is not None and stored["state"] == VersionState.PUBLISHED):
             raise ImmutableVersion("published versions cannot be deleted; mark them unavailable instead")
         return super().delete(*args, **kwargs)
 
