@@ -1,0 +1,246 @@
+"""The manifest rules: Junction's JSON Schema for manifest.json, then what a schema cannot say
+(embedded JSON Schemas are valid and their defaults fit, schedules parse and are not too
+frequent, one lifecycle handler per moment, limits under the platform maxima)."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+from django.conf import settings
+from referencing.exceptions import Unresolvable
+
+from .report import Report
+from .schedules import cron_min_interval, parse_every, validate_cron, validate_timezone
+
+SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
+CODE_KEYWORD = "x-junction-code"
+
+# Platform maxima of handler limits (settings may lower or raise them).
+LIMIT_SETTINGS = {
+    "timeoutMs": ("JUNCTION_MAX_TIMEOUT_MS", 60_000),
+    "memoryMb": ("JUNCTION_MAX_MEMORY_MB", 256),
+    "instructions": ("JUNCTION_MAX_INSTRUCTIONS", 100_000_000),
+}
+
+
+@lru_cache(maxsize=1)
+def manifest_schema() -> dict:
+    """Junction's JSON Schema (Draft 2020-12) for manifest.json."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def min_timer_seconds() -> int:
+    return int(getattr(settings, "JUNCTION_MIN_TIMER_SECONDS", 10))
+
+
+def limit_maximum(name: str) -> int:
+    setting, default = LIMIT_SETTINGS[name]
+    return int(getattr(settings, setting, default))
+
+
+def dotted(parts) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _schema_errors(manifest: dict, report: Report) -> set[str]:
+    """Validate against the manifest schema. Returns the dotted paths found broken so later
+    checks do not pile up on them."""
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    broken: set[str] = set()
+    for error in sorted(validator.iter_errors(manifest), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        _report_schema_error(error, report, broken)
+    return broken
+
+
+def _leaf_errors(error: jsonschema.ValidationError):
+    """if/then and allOf wrap the real failures in context; report the innermost ones."""
+    if error.context:
+        for sub in error.context:
+            yield from _leaf_errors(sub)
+    else:
+        yield error
+
+
+def _report_schema_error(error: jsonschema.ValidationError, report: Report, broken: set[str]) -> None:
+    for leaf in _leaf_errors(error):
+        parts = list(leaf.absolute_path)
+        path = dotted(parts)
+        broken.add(path)
+        validator = leaf.validator
+        schema = leaf.schema if isinstance(leaf.schema, dict) else {}
+        if validator == "additionalProperties" and isinstance(leaf.instance, dict):
+            allowed = set(schema.get("properties") or {})
+            for key in leaf.instance:
+                if key not in allowed:
+                    where = dotted(parts + [key])
+                    report.add("manifest_unknown_key", f"unknown key {key!r}" + (f" in {path}" if path else " at the top level"),
+                               path=where)
+                    broken.add(where)
+        elif validator == "required":
+            missing = leaf.message.split("'")[1] if "'" in leaf.message else ""
+            where = dotted(parts + [missing]) if missing else path
+            report.add("manifest_required", f"{missing or 'a value'} is required", path=where)
+            broken.add(where)
+        elif validator == "type":
+            expected = leaf.validator_value if isinstance(leaf.validator_value, str) else " or ".join(leaf.validator_value)
+            report.add("manifest_type", f"must be of type {expected}, got {type(leaf.instance).__name__}: {_short(leaf.instance)}",
+                       path=path or None)
+        elif validator == "propertyNames":
+            report.add("manifest_invalid", f"{path}: {leaf.message}", path=path)
+        elif CODE_KEYWORD in schema:
+            code = schema[CODE_KEYWORD]
+            if validator == "enum":
+                options = ", ".join(map(str, leaf.validator_value))
+                report.add(code, f"{leaf.instance!r} is not one of: {options}", path=path)
+            else:
+                report.add(code, f"{leaf.instance!r} is not valid here: {leaf.message}", path=path)
+        else:
+            report.add("manifest_invalid", leaf.message, path=path or None)
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- Embedded JSON Schemas --------------------------------------------------------------------
+
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SUBSCHEMA_SINGLE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+                     "propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+
+
+def _subschemas(schema: dict, path: list):
+    yield schema, path
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            for name, sub in schema[key].items():
+                if isinstance(sub, dict):
+                    yield from _subschemas(sub, path + [key, name])
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                if isinstance(sub, dict):
+                    yield from _subschemas(sub, path + [key, i])
+    for key in _SUBSCHEMA_SINGLE:
+        if isinstance(schema.get(key), dict):
+            yield from _subschemas(schema[key], path + [key])
+
+
+def check_json_schema(schema, path: str, report: Report) -> bool:
+    """``schema`` is valid Draft 2020-12 and every ``default`` in it satisfies its own
+    subschema. Returns False when the schema itself is invalid."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = dotted([path, *exc.absolute_path]) if exc.absolute_path else path
+        report.add("schema_invalid", f"not a valid JSON Schema (Draft 2020-12): {exc.message}", path=where)
+        return False
+    except RecursionError:
+        report.add("schema_invalid", "the schema nests too deeply", path=path)
+        return False
+    if not isinstance(schema, dict):
+        return True
+    root = jsonschema.Draft202012Validator(schema)
+    for sub, parts in _subschemas(schema, []):
+        if "default" not in sub:
+            continue
+        try:
+            errors = list(root.descend(sub["default"], {k: v for k, v in sub.items() if k != "default"}))
+        except Unresolvable as exc:  # a $ref that points nowhere
+            report.add("schema_invalid", f"cannot resolve a $ref: {exc}", path=dotted([path, *parts]))
+            continue
+        if errors:
+            report.add("default_invalid", f"the default {_short(sub['default'])} does not satisfy its schema: {errors[0].message}",
+                       path=dotted([path, *parts, "default"]))
+    return True
+
+
+# --- Manifest checks --------------------------------------------------------------------------
+
+def check_manifest(manifest, report: Report) -> None:
+    """Everything about the manifest that needs no code: the JSON Schema, embedded schemas,
+    schedules, lifecycle moments and limits."""
+    if not isinstance(manifest, dict):
+        report.add("manifest_json", "manifest.json must hold a JSON object", path=None)
+        return
+    broken = _schema_errors(manifest, report)
+
+    config = manifest.get("configSchema")
+    if isinstance(config, dict):
+        if check_json_schema(config, "configSchema", report) and "type" in config and config["type"] != "object":
+            report.add("config_schema_not_object", "configSchema must describe an object: set \"type\": \"object\"",
+                       path="configSchema.type")
+    containers = manifest.get("dataContainerSchemas")
+    if isinstance(containers, dict):
+        for name, schema in containers.items():
+            if isinstance(schema, dict):
+                check_json_schema(schema, f"dataContainerSchemas.{name}", report)
+
+    handlers = manifest.get("handlers")
+    if not isinstance(handlers, dict):
+        return
+    if not handlers:
+        report.add("handlers_empty", "the manifest declares no handlers", path="handlers")
+    moments: dict[str, str] = {}
+    for name, spec in handlers.items():
+        if not isinstance(spec, dict):
+            continue
+        base = f"handlers.{name}"
+        kind = spec.get("type")
+        if kind == "timer" and isinstance(spec.get("schedule"), dict) and f"{base}.schedule" not in broken:
+            check_schedule(spec["schedule"], f"{base}.schedule", report)
+        if kind == "rpc":
+            for key in ("inputSchema", "outputSchema"):
+                if isinstance(spec.get(key), (dict, bool)):
+                    check_json_schema(spec[key], f"{base}.{key}", report)
+        if kind == "lifecycle" and isinstance(spec.get("on"), str):
+            moment = spec["on"]
+            if moment in moments:
+                report.add("lifecycle_duplicate", f"handlers {moments[moment]!r} and {name!r} both run on {moment}; keep one",
+                           path=f"{base}.on")
+            else:
+                moments[moment] = name
+        limits = spec.get("limits")
+        if isinstance(limits, dict):
+            for key, value in limits.items():
+                if key in LIMIT_SETTINGS and isinstance(value, int) and value > limit_maximum(key):
+                    report.add("limit_exceeded", f"{key} is {value:,}, the platform maximum is {limit_maximum(key):,}",
+                               path=f"{base}.limits.{key}")
+
+
+def check_schedule(schedule: dict, path: str, report: Report) -> None:
+    has_every, has_cron = "every" in schedule, "cron" in schedule
+    if has_every == has_cron:
+        report.add("schedule_invalid", "a schedule has exactly one of 'every' (such as \"5m\") or 'cron' (five fields)",
+                   path=path)
+        return
+    if "timezone" in schedule:
+        try:
+            validate_timezone(schedule["timezone"])
+        except ValueError as exc:
+            report.add("schedule_timezone_unknown", str(exc), path=f"{path}.timezone")
+    minimum = min_timer_seconds()
+    if has_every:
+        try:
+            seconds = parse_every(schedule["every"])
+        except ValueError as exc:
+            report.add("schedule_invalid", str(exc), path=f"{path}.every")
+            return
+        if seconds < minimum:
+            report.add("schedule_too_frequent", f"every {schedule['every']} is more often than the platform minimum of "
+                       f"{minimum} seconds", path=f"{path}.every")
+        return
+    try:
+        validate_cron(schedule["cron"])
+    except ValueError as exc:
+        report.add("schedule_invalid", str(exc), path=f"{path}.cron")
+        return
+    if minimum > 60:  # cron never fires more than once a minute; measure only when it matters
+        gap = cron_min_interval(schedule["cron"])
+        if gap < minimum:
+            report.add("schedule_too_frequent", f"cron {schedule['cron']!r} runs every {gap} seconds at times, more often "
+                       f"than the platform minimum of {minimum} seconds", path=f"{path}.cron")
