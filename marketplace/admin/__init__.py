@@ -1,0 +1,13 @@
+"""The publishers' console (Django admin).
+
+Who sees what: superusers see everything. A staff user with an owner or publisher
+membership sees the rows of those organizations (integrations and what hangs off them:
+versions, attachments, API schemas, instances, devices, runs), with foreign-key choices
+limited to them. Permissions come from membership roles (``marketplace.access``), not
+from Django's per-model permissions, so a publisher needs no grants: ``is_staff`` and a
+membership are enough. ``mixins.ScopedAdmin`` implements this for every page.
+
+Every write goes through ``marketplace.services``; a service's refusal becomes a form
+error or an admin message and nothing of the request is kept (``saving``).
+"""
+from . import devices, instances, integrations, media, organizations, runs, versions  # noqa: F401 (registration)

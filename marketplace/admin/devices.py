@@ -1,0 +1,30 @@
+"""Devices: the targets instances bind their resource aliases to. Their credentials and
+headers are write-only here (see ``forms.DeviceForm``)."""
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db import models
+
+from ..models import Device
+from .forms import DeviceForm, masked_keys
+from .mixins import ScopedAdmin
+
+
+@admin.register(Device)
+class DeviceAdmin(ScopedAdmin):
+    form = DeviceForm
+    org_lookups = ("organization",)
+    list_display = ["name", "organization", "kind", "target", "secrets", "created_at"]
+    list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "base_url"]
+    list_select_related = ["organization"]
+    # Devices are often plain-HTTP services on a plant network: keep "http" the default.
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "kind", "base_url", "dsn"]}),
+        ("Secrets (write-only)", {"fields": ["new_credentials", "clear_credentials", "new_headers", "clear_headers"]}),
+    ]
+
+    @admin.display(description="stored secrets")
+    def secrets(self, obj):
+        return f"credentials: {masked_keys(obj.credentials)}; headers: {masked_keys(obj.headers)}"

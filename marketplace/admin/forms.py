@@ -1,0 +1,225 @@
+"""Forms of the console. Field validation uses ``marketplace.validators``, so a refusal
+reads the same here as in the API; the services re-check everything on save."""
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from ..choices import ResourceKind
+from ..models import Attachment, Device, Instance, Integration, IntegrationVersion, Organization
+from ..validators import SECRET_MASK, validate_attachment, validate_icon
+
+
+class CodeTextarea(forms.Textarea):
+    """Monospace, wide, no wrapping: for JSON and Lua."""
+
+    def __init__(self, attrs=None, rows: int = 16):
+        super().__init__({"class": "junction-code", "rows": rows, "cols": 100, "spellcheck": "false", **(attrs or {})})
+
+
+class PrettyJSONField(forms.JSONField):
+    """JSON shown indented, so a manifest is editable by hand."""
+
+    widget = CodeTextarea
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, cls=self.encoder)
+
+
+class JSONObjectField(PrettyJSONField):
+    def validate(self, value):
+        super().validate(value)
+        if value not in self.empty_values and not isinstance(value, dict):
+            raise ValidationError("must be a JSON object, e.g. {\"token\": \"...\"}")
+
+
+def masked_keys(secrets: dict) -> str:
+    return ", ".join(f"{key} = {SECRET_MASK}" for key in sorted(secrets)) or "nothing stored"
+
+
+# --- Integrations -----------------------------------------------------------------------
+
+
+class IntegrationForm(forms.ModelForm):
+    """Metadata of an integration. The icon is a plain file field checked with
+    ``validate_icon`` (so each rejection names its reason) and stored by
+    ``services.media.set_icon``, never by the model form."""
+
+    upload_icon = forms.FileField(
+        required=False, label="Upload icon", help_text="Square PNG, 400 px or more on a side.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png"}),
+    )
+    remove_icon = forms.BooleanField(required=False, label="Remove the icon")
+    field_aliases = {"icon": "upload_icon"}
+
+    class Meta:
+        model = Integration
+        fields = ["owner", "name", "slug", "summary", "description", "category", "visibility"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "slug" in self.fields:
+            self.fields["slug"].required = False
+            self.fields["slug"].help_text = "Leave empty to derive it from the name."
+        if "remove_icon" in self.fields and not self.instance.icon:
+            del self.fields["remove_icon"]
+
+    def clean_upload_icon(self):
+        upload = self.cleaned_data.get("upload_icon")
+        if upload:
+            validate_icon(upload)
+        return upload
+
+
+class AttachmentForm(forms.ModelForm):
+    """New attachments go through ``services.media.add_attachment``; a stored file is
+    never replaced in place (remove it and add another)."""
+
+    class Meta:
+        model = Attachment
+        fields = ["integration", "file", "title"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["title"].required = False
+        if self.instance.pk:
+            self.fields["file"].disabled = True
+            if "integration" in self.fields:
+                self.fields["integration"].disabled = True
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if upload and not self.instance.pk:
+            validate_attachment(upload)
+        return upload
+
+
+# --- Versions -----------------------------------------------------------------------------
+
+
+class DraftForm(forms.ModelForm):
+    """A draft's manifest and bundle (``files``: path → Lua source) as JSON, saved by
+    ``services.drafts.update_draft``."""
+
+    manifest = JSONObjectField(widget=CodeTextarea(rows=24))
+    files = JSONObjectField(
+        widget=CodeTextarea(rows=24), required=False,
+        help_text='Bundle: {"main.lua": "function sync(ctx, input) ... end"}.',
+    )
+
+    class Meta:
+        model = IntegrationVersion
+        fields = ["manifest", "files"]
+
+    def clean_files(self):
+        return self.cleaned_data.get("files") or {}
+
+
+class PublishForm(forms.Form):
+    notes = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), required=False,
+        help_text="What changed in this version. Required; shown to everyone who installs it.",
+    )
+
+
+class ForkForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), required=False)
+    organization = forms.ModelChoiceField(queryset=Organization.objects.none(), label="Into organization")
+
+    def __init__(self, *args, organizations, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = organizations
+        if organizations.count() == 1:
+            self.fields["organization"].initial = organizations.first()
+
+
+# --- Devices and instances ---------------------------------------------------------------
+
+
+class DeviceForm(forms.ModelForm):
+    """Secrets are write-only: the form shows which keys are stored, masked, and takes a
+    new JSON object to replace them. Leaving the box empty keeps what is stored."""
+
+    new_credentials = JSONObjectField(required=False, label="Replace credentials", widget=CodeTextarea(rows=4))
+    clear_credentials = forms.BooleanField(required=False, label="Remove all credentials")
+    new_headers = JSONObjectField(required=False, label="Replace headers", widget=CodeTextarea(rows=4))
+    clear_headers = forms.BooleanField(required=False, label="Remove all headers")
+
+    class Meta:
+        model = Device
+        fields = ["organization", "name", "kind", "base_url", "dsn"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("credentials", "headers"):
+            if f"new_{name}" in self.fields:
+                stored = getattr(self.instance, name) or {}
+                self.fields[f"new_{name}"].help_text = (
+                    f"Stored: {masked_keys(stored)}. Leave empty to keep; a JSON object replaces them."
+                )
+
+    def save(self, commit=True):
+        for name in ("credentials", "headers"):
+            if self.cleaned_data.get(f"clear_{name}"):
+                setattr(self.instance, name, {})
+            elif self.cleaned_data.get(f"new_{name}"):
+                setattr(self.instance, name, self.cleaned_data[f"new_{name}"])
+        return super().save(commit)
+
+
+class InstanceForm(forms.ModelForm):
+    """Name, config and bindings, saved by ``services.installs.reconfigure_instance``.
+    Config starts from ``masked_config()``: a secret left as ******** keeps its value.
+    ``for_instance`` adds one device choice per resource alias of the instance's version."""
+
+    config_values = JSONObjectField(label="Config", widget=CodeTextarea(rows=12), required=False)
+
+    class Meta:
+        model = Instance
+        fields = ["name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["config_values"].initial = self.instance.masked_config()
+            self.fields["config_values"].help_text = f"Secrets show as {SECRET_MASK}; leave them so to keep them."
+
+    @staticmethod
+    def binding_field(alias: str) -> str:
+        return f"binding__{alias}"
+
+    @classmethod
+    def for_instance(cls, instance: Instance | None) -> type["InstanceForm"]:
+        if instance is None:
+            return cls
+        bound = {b.alias: b.device_id for b in instance.bindings.all()}
+        devices = Device.objects.filter(organization_id=instance.organization_id)
+        fields = {}
+        for alias, spec in instance.version.resources.items():
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            fields[cls.binding_field(alias)] = forms.ModelChoiceField(
+                queryset=devices.filter(kind=kind) if kind in ResourceKind.values else devices,
+                initial=bound.get(alias), label=f"Resource “{alias}”", required=False,
+                help_text=f"A {kind or 'any'} device of {instance.organization}.",
+            )
+        return type(cls.__name__, (cls,), fields)
+
+    def refusal_field(self, key: str) -> str | None:
+        # Services name fields "config.<name>" and "bindings.<alias>".
+        if key.startswith("bindings."):
+            return self.binding_field(key.removeprefix("bindings."))
+        if key == "config" or key.startswith("config."):
+            return "config_values"
+        return None
+
+    def bindings(self) -> dict:
+        return {
+            name.removeprefix("binding__"): device
+            for name, device in self.cleaned_data.items()
+            if name.startswith("binding__") and device is not None
+        }

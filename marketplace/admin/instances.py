@@ -1,0 +1,123 @@
+"""Instances: an installed version with its config and bindings. The console shows
+``masked_config()`` only, never secrets, and changes instances through
+``services.installs`` (reconfigure, enable/disable, uninstall). Installing happens in the
+marketplace and the API, where the installer picks a version and binds devices.
+
+The publisher of an integration sees every instance of it (to support its installers)
+but changes only the instances of its own organizations."""
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from ..exceptions import DomainError
+from ..models import Instance, ResourceBinding
+from ..services import installs
+from .forms import InstanceForm
+from .mixins import ScopedAdmin, ScopedInline, report
+from .saving import ServiceSaveMixin, refusing
+
+
+class ResourceBindingInline(ScopedInline, admin.TabularInline):
+    """Bindings as they are; they are changed with the resource fields of the form above,
+    so the service checks every alias together."""
+
+    model = ResourceBinding
+    fields = ["alias", "device", "device_target"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="target")
+    def device_target(self, binding):
+        return binding.device.target
+
+
+@admin.register(Instance)
+class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
+    form = InstanceForm
+    org_lookups = ("organization", "version__integration__owner")
+    change_org_lookups = ("organization",)
+    closed_to_everyone = ("add",)
+    list_display = ["name", "organization", "integration", "version_label", "enabled", "state", "last_run_at"]
+    list_filter = [
+        "enabled", "state", "version__integration__category",
+        ("organization", admin.RelatedOnlyFieldListFilter), ("version__integration", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["name", "version__integration__name", "version__integration__description"]
+    list_select_related = ["organization", "version__integration"]
+    inlines = [ResourceBindingInline]
+    actions = ["enable", "disable"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return super().get_form(request, obj, change, form=InstanceForm.for_instance(obj), **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        about = ["organization", "version", "enabled", "state", "last_error", "installed_by", "installed_at", "last_run_at"]
+        if obj is None or not self.has_change_permission(request, obj):
+            return [(None, {"fields": ["name", *about]}), ("Config", {"fields": ["config_display"]})]
+        aliases = [InstanceForm.binding_field(alias) for alias in obj.version.resources]
+        return [
+            (None, {"fields": ["name", *about]}),
+            ("Config", {"fields": ["config_values"]}),
+            ("Resources", {"fields": aliases, "description": "Every declared resource must be bound."}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization", "version", "enabled", "state", "last_error", "installed_by", "installed_at",
+                "last_run_at", "config_display"]
+
+    @admin.display(description="integration", ordering="version__integration__name")
+    def integration(self, obj):
+        return obj.version.integration
+
+    @admin.display(description="version", ordering="version__number")
+    def version_label(self, obj):
+        return obj.version.label
+
+    @admin.display(description="config (secrets masked)")
+    def config_display(self, obj):
+        return format_html('<pre class="junction-code">{}</pre>', json.dumps(obj.masked_config(), indent=2))
+
+    def save_model(self, request, obj, form, change):
+        with refusing():
+            installs.reconfigure_instance(
+                instance=obj, name=form.cleaned_data["name"], config=form.cleaned_data.get("config_values") or {},
+                bindings=form.bindings(), user=request.user,
+            )
+
+    def delete_model(self, request, obj):
+        installs.uninstall_instance(instance=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for instance in queryset:
+            try:
+                installs.uninstall_instance(instance=instance, user=request.user)
+            except DomainError as exc:
+                report(request, exc, prefix=f"{instance.name}: ")
+
+    @admin.action(description="Enable the selected instances")
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable the selected instances (config and data are kept)")
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
+        changed = []
+        for instance in queryset:
+            if not self.has_change_permission(request, instance):
+                self.message_user(request, f"{instance.name}: not an instance of your organizations.", level="error")
+                continue
+            try:
+                installs.set_instance_enabled(instance=instance, enabled=enabled, user=request.user)
+            except DomainError as exc:
+                report(request, exc, prefix=f"{instance.name}: ")
+            else:
+                changed.append(instance.name)
+        if changed:
+            word = "Enabled" if enabled else "Disabled"
+            self.message_user(request, f"{word}: {', '.join(changed)}.")

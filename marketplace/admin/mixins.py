@@ -1,0 +1,169 @@
+"""What every console page shares: access by membership role, and saving through services.
+
+Access: a staff user sees the console when they are a superuser or hold a publishing role
+(owner or publisher) in some organization. Django's per-model permissions are not
+consulted, so no grants or data migration are needed; the role is the permission. Each
+admin names the lookups from its model to ``Organization`` that make a row visible
+(``org_lookups``) and, when narrower, changeable (``change_org_lookups``).
+"""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.http import Http404
+
+from .. import access
+from ..exceptions import DomainError
+from ..models import Device, Instance, Integration, IntegrationVersion, Organization
+
+
+def publishing_org_ids(request) -> frozenset[int]:
+    """The organizations where the user publishes, computed once per request."""
+    cached = getattr(request, "_junction_publishing_orgs", None)
+    if cached is None:
+        orgs = access.organizations_of(request.user, access.PUBLISHING_ROLES)
+        cached = frozenset(orgs.values_list("pk", flat=True))
+        request._junction_publishing_orgs = cached
+    return cached
+
+
+def is_publisher(request) -> bool:
+    user = request.user
+    if not (user.is_active and user.is_staff):
+        return False
+    return user.is_superuser or bool(publishing_org_ids(request))
+
+
+def scoped(request, queryset, lookups: tuple[str, ...]):
+    """``queryset`` narrowed to rows reachable from the user's publishing organizations
+    through any of ``lookups`` (all forward foreign keys, so no duplicate rows)."""
+    if request.user.is_superuser:
+        return queryset
+    if not lookups:
+        return queryset.none()
+    ids = publishing_org_ids(request)
+    condition = Q()
+    for lookup in lookups:
+        condition |= Q(**{f"{lookup}__in": ids})
+    return queryset.filter(condition)
+
+
+# Foreign keys to these models only offer rows of the user's publishing organizations.
+CHOICE_LOOKUPS = {
+    Organization: "pk",
+    Integration: "owner",
+    IntegrationVersion: "integration__owner",
+    Device: "organization",
+    Instance: "organization",
+}
+
+
+def limit_choices(request, db_field, kwargs: dict) -> dict:
+    lookup = CHOICE_LOOKUPS.get(db_field.related_model)
+    if lookup and not request.user.is_superuser and "queryset" not in kwargs:
+        kwargs["queryset"] = scoped(request, db_field.related_model._default_manager.all(), (lookup,))
+    return kwargs
+
+
+def report(request, error: DomainError, prefix: str = "") -> None:
+    """A service's refusal as an admin message, each message once."""
+    for text in dict.fromkeys(m for ms in error.errors.values() for m in ms):
+        messages.error(request, f"{prefix}{text}")
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """Org-scoped querysets, role-based permissions and limited foreign-key choices.
+
+    ``publisher_actions`` lists what a non-superuser publisher may do beyond viewing
+    (``add``, ``change``, ``delete``); superusers may do all of it except what
+    ``closed_to_everyone`` names.
+    """
+
+    org_lookups: tuple[str, ...] = ()
+    change_org_lookups: tuple[str, ...] | None = None
+    publisher_actions: tuple[str, ...] = ("add", "change", "delete")
+    closed_to_everyone: tuple[str, ...] = ()
+    # False for marketplace-wide rows (categories) that every publisher sees.
+    belongs_to_organizations = True
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return scoped(request, queryset, self.org_lookups) if self.belongs_to_organizations else queryset
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None and not request.user.is_superuser:
+            # Another organization's row and a missing row look the same: not found.
+            raise Http404(f"No {self.opts.verbose_name} with id {object_id} in your organizations.")
+        return obj
+
+    def in_scope(self, request, obj, lookups) -> bool:
+        if request.user.is_superuser or not self.belongs_to_organizations:
+            return True
+        cache = request.__dict__.setdefault("_junction_scope_cache", {})
+        key = (self.model, obj.pk, lookups)
+        if key not in cache:
+            cache[key] = scoped(request, self.model._default_manager.filter(pk=obj.pk), lookups).exists()
+        return cache[key]
+
+    def may(self, request, operation: str, obj=None) -> bool:
+        if operation in self.closed_to_everyone or not is_publisher(request):
+            return False
+        if not request.user.is_superuser and operation != "view" and operation not in self.publisher_actions:
+            return False
+        if obj is None:
+            return True
+        lookups = self.org_lookups if operation == "view" else (self.change_org_lookups or self.org_lookups)
+        return self.in_scope(request, obj, lookups)
+
+    def has_module_permission(self, request):
+        return is_publisher(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self.may(request, "view", obj)
+
+    def has_add_permission(self, request):
+        return self.may(request, "add")
+
+    def has_change_permission(self, request, obj=None):
+        return self.may(request, "change", obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.may(request, "delete", obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        return super().formfield_for_foreignkey(db_field, request, **limit_choices(request, db_field, kwargs))
+
+
+class ScopedInline:
+    """Inlines follow their parent page: visible with it, and changeable per
+    ``publisher_actions`` (the parent admin already checked the parent's scope)."""
+
+    publisher_actions: tuple[str, ...] = ()
+    superuser_actions: tuple[str, ...] = ("add", "change", "delete")
+
+    def _may(self, request, operation: str) -> bool:
+        if not is_publisher(request):
+            return False
+        if operation == "view":
+            return True
+        allowed = self.superuser_actions if request.user.is_superuser else self.publisher_actions
+        return operation in allowed
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, "view")
+
+    def has_add_permission(self, request, obj=None):
+        return self._may(request, "add")
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, "change")
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request, "delete")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        return super().formfield_for_foreignkey(db_field, request, **limit_choices(request, db_field, kwargs))

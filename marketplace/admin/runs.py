@@ -1,0 +1,82 @@
+"""What instances produce: handler runs and per-instance storage. Read-only; rows can be
+deleted (a stale cache entry, an old run) by the instance's organization.
+
+Runs are visible to the integration's publisher too, for support; stored values
+(containers, cache) only to the instance's own organization, since they hold its data."""
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from ..models import CacheEntry, ContainerEntry, HandlerRun
+from .mixins import ScopedAdmin
+
+
+def json_block(value) -> str:
+    return format_html('<pre class="junction-code">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class ReadOnlyRowsAdmin(ScopedAdmin):
+    closed_to_everyone = ("add", "change")
+    publisher_actions = ("delete",)
+
+
+@admin.register(HandlerRun)
+class HandlerRunAdmin(ReadOnlyRowsAdmin):
+    org_lookups = ("instance__organization", "instance__version__integration__owner")
+    change_org_lookups = ("instance__organization",)
+    list_display = ["__str__", "instance", "handler", "trigger", "status", "attempt", "created_at", "duration_ms"]
+    list_filter = ["status", "trigger", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["handler", "instance__name", "error_message"]
+    list_select_related = ["instance"]
+    date_hierarchy = "created_at"
+    fields = [
+        "instance", "handler", "trigger", "status", "attempt", "first_run", "starts", "created_at", "started_at",
+        "finished_at", "duration_ms", "error_code", "error_message", "error_file", "error_line",
+        "input_display", "result_display", "logs_display",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="input")
+    def input_display(self, obj):
+        return json_block(obj.input)
+
+    @admin.display(description="result")
+    def result_display(self, obj):
+        return json_block(obj.result)
+
+    @admin.display(description="logs")
+    def logs_display(self, obj):
+        return json_block(obj.logs)
+
+
+@admin.register(ContainerEntry)
+class ContainerEntryAdmin(ReadOnlyRowsAdmin):
+    org_lookups = ("instance__organization",)
+    list_display = ["container", "key", "instance", "updated_at"]
+    list_filter = ["container", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["container", "key", "instance__name"]
+    list_select_related = ["instance"]
+    fields = ["instance", "container", "key", "value_display", "updated_at"]
+    readonly_fields = fields
+
+    @admin.display(description="value")
+    def value_display(self, obj):
+        return json_block(obj.value)
+
+
+@admin.register(CacheEntry)
+class CacheEntryAdmin(ReadOnlyRowsAdmin):
+    org_lookups = ("organization",)
+    list_display = ["key", "organization", "instance", "expires_at"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["key", "instance__name"]
+    list_select_related = ["organization", "instance"]
+    fields = ["organization", "instance", "key", "value_display", "expires_at"]
+    readonly_fields = fields
+
+    @admin.display(description="value")
+    def value_display(self, obj):
+        return json_block(obj.value)

@@ -1,0 +1,85 @@
+"""Change forms that save through services.
+
+Django's admin validates the form, then calls ``save_model``/``save_related`` inside one
+transaction. A service may still refuse at that point (a rule the form cannot see, a
+race, a permission). The refusal is raised out of that transaction, so everything the
+request wrote is rolled back, and the page is rendered again with the service's errors
+attached to the form's fields: nothing is half-written and the user sees why.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django import forms
+from django.db import transaction
+
+from ..exceptions import DomainError
+
+
+class Refused(Exception):
+    def __init__(self, error: DomainError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class RefusalErrorsMixin:
+    """Puts a service's ``errors`` on the form: ``icon`` on the field the form calls
+    ``field_aliases["icon"]``, ``files.main.lua`` on ``files``, unknown keys on top
+    (prefixed with the key, so the message still says what it is about)."""
+
+    domain_errors: dict[str, list[str]] = {}
+    field_aliases: dict[str, str] = {}
+
+    def error_field(self, key: str) -> str | None:
+        """The form field an error key belongs to: the form's ``refusal_field(key)`` if
+        it names one, else the key's first part, through ``field_aliases``."""
+        custom = getattr(self, "refusal_field", None)
+        field = custom(key) if custom else None
+        if field is None:
+            head = key.split(".")[0]
+            field = self.field_aliases.get(head, head)
+        return field if field in self.fields else None
+
+    def clean(self):
+        cleaned = super().clean()
+        for key, texts in self.domain_errors.items():
+            field = self.error_field(key)
+            for text in texts:
+                plain = key == "__all__" or (field is not None and key == field) or key in self.field_aliases
+                self.add_error(field, text if plain else f"{key}: {text}")
+        return cleaned
+
+
+def with_refusal(form_class: type[forms.BaseForm], errors: dict) -> type[forms.BaseForm]:
+    return type(form_class.__name__, (RefusalErrorsMixin, form_class), {"domain_errors": errors})
+
+
+class ServiceSaveMixin:
+    """For ModelAdmins whose ``save_model``/``save_formset`` call services: raise
+    ``Refused`` there (``refusing()`` does it) and this re-renders the form with the
+    errors after the rollback."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except Refused as refused:
+            # The transaction of the first pass is rolled back; this pass validates the
+            # same POST with the service's errors added, so it renders the form.
+            request._junction_refusal = refused.error.errors
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        errors = getattr(request, "_junction_refusal", None)
+        return with_refusal(form, errors) if errors else form
+
+
+@contextmanager
+def refusing():
+    """``with refusing(): service(...)`` turns a DomainError into ``Refused``; the savepoint
+    keeps the surrounding transaction usable until it is rolled back."""
+    try:
+        with transaction.atomic():
+            yield
+    except DomainError as exc:
+        raise Refused(exc) from exc
