@@ -1,3 +1,4 @@
+from .apischemas import ApiEndpoint, ApiField, ApiModel
 from .catalog import Category, Integration
 from .devices import Device
 from .instances import Instance, ResourceBinding
@@ -8,6 +9,9 @@ from .storage import CacheEntry, ContainerEntry
 from .versions import IntegrationVersion
 
 __all__ = [
+    "ApiEndpoint",
+    "ApiField",
+    "ApiModel",
     "ApiSchema",
     "Attachment",
     "CacheEntry",

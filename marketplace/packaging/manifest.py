@@ -17,12 +17,17 @@ from .schedules import cron_min_interval, parse_every, validate_cron, validate_t
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 CODE_KEYWORD = "x-junction-code"
 
-# Platform maxima of handler limits (settings may lower or raise them).
+# Platform maxima of handler limits: the runtime's settings (runtime/limits.py), same defaults.
 LIMIT_SETTINGS = {
-    "timeoutMs": ("JUNCTION_MAX_TIMEOUT_MS", 60_000),
-    "memoryMb": ("JUNCTION_MAX_MEMORY_MB", 256),
-    "instructions": ("JUNCTION_MAX_INSTRUCTIONS", 100_000_000),
+    "timeoutMs": ("JUNCTION_RUNTIME_MAX_TIMEOUT_MS", 60_000),
+    "memoryMb": ("JUNCTION_RUNTIME_MAX_MEMORY_MB", 128),
+    "instructions": ("JUNCTION_RUNTIME_MAX_INSTRUCTIONS", 1_000_000_000),
 }
+RETRY_SETTINGS = {
+    "attempts": ("JUNCTION_RETRY_MAX_ATTEMPTS", 10),
+    "backoff": ("JUNCTION_RETRY_MAX_DELAY_SECONDS", 3600),
+}
+MAX_EVERY_SECONDS = 31 * 86400  # the scheduler's ceiling (runtime/schedules.py)
 
 
 @lru_cache(maxsize=1)
@@ -35,8 +40,8 @@ def min_timer_seconds() -> int:
     return int(getattr(settings, "JUNCTION_MIN_TIMER_SECONDS", 10))
 
 
-def limit_maximum(name: str) -> int:
-    setting, default = LIMIT_SETTINGS[name]
+def limit_maximum(name: str, table: dict = LIMIT_SETTINGS) -> int:
+    setting, default = table[name]
     return int(getattr(settings, setting, default))
 
 
@@ -210,6 +215,12 @@ def check_manifest(manifest, report: Report) -> None:
                 if key in LIMIT_SETTINGS and isinstance(value, int) and value > limit_maximum(key):
                     report.add("limit_exceeded", f"{key} is {value:,}, the platform maximum is {limit_maximum(key):,}",
                                path=f"{base}.limits.{key}")
+        retry = spec.get("retry")
+        if isinstance(retry, dict):
+            for key, value in retry.items():
+                if key in RETRY_SETTINGS and isinstance(value, (int, float)) and value > limit_maximum(key, RETRY_SETTINGS):
+                    report.add("limit_exceeded", f"retry {key} is {value:,}, the platform maximum is "
+                               f"{limit_maximum(key, RETRY_SETTINGS):,}", path=f"{base}.retry.{key}")
 
 
 def check_schedule(schedule: dict, path: str, report: Report) -> None:
@@ -230,7 +241,10 @@ def check_schedule(schedule: dict, path: str, report: Report) -> None:
         except ValueError as exc:
             report.add("schedule_invalid", str(exc), path=f"{path}.every")
             return
-        if seconds < minimum:
+        if seconds > MAX_EVERY_SECONDS:
+            report.add("schedule_invalid", f"every {schedule['every']} is longer than the maximum of 31 days",
+                       path=f"{path}.every")
+        elif seconds < minimum:
             report.add("schedule_too_frequent", f"every {schedule['every']} is more often than the platform minimum of "
                        f"{minimum} seconds", path=f"{path}.every")
         return
