@@ -3,7 +3,6 @@ headers are write-only here (see ``forms.DeviceForm``)."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db import models
 
 from ..models import Device
 from .forms import DeviceForm, masked_keys
@@ -18,8 +17,6 @@ class DeviceAdmin(ScopedAdmin):
     list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "base_url"]
     list_select_related = ["organization"]
-    # Devices are often plain-HTTP services on a plant network: keep "http" the default.
-    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     fieldsets = [
         (None, {"fields": ["organization", "name", "kind", "base_url", "dsn"]}),
         ("Secrets (write-only)", {"fields": ["new_credentials", "clear_credentials", "new_headers", "clear_headers"]}),

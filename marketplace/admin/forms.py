@@ -145,6 +145,11 @@ class DeviceForm(forms.ModelForm):
     """Secrets are write-only: the form shows which keys are stored, masked, and takes a
     new JSON object to replace them. Leaving the box empty keeps what is stored."""
 
+    # Devices are often plain-HTTP services on a plant network: "http" stays the default.
+    base_url = forms.URLField(
+        required=False, assume_scheme="http", widget=forms.URLInput(attrs={"class": "vURLField"}),
+        help_text=Device._meta.get_field("base_url").help_text,
+    )
     new_credentials = JSONObjectField(required=False, label="Replace credentials", widget=CodeTextarea(rows=4))
     clear_credentials = forms.BooleanField(required=False, label="Remove all credentials")
     new_headers = JSONObjectField(required=False, label="Replace headers", widget=CodeTextarea(rows=4))
