@@ -88,6 +88,13 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
                 bindings=form.bindings(), user=request.user,
             )
 
+    def get_deleted_objects(self, objs, request):
+        # Uninstalling takes the instance's runs, storage and schedules with it; the
+        # service checks the role on the instance, so the cascaded rows need no model
+        # permission of their own (other apps' admins may ask for Django permissions).
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     def delete_model(self, request, obj):
         installs.uninstall_instance(instance=obj, user=request.user)
 
