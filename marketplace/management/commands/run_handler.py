@@ -1,0 +1,228 @@
+"""``manage.py run_handler PACKAGE HANDLER[,HANDLER…] [--input JSON] [--config JSON]
+[--bind ALIAS=URL_OR_DSN …] [--json]``
+
+Runs handlers of a package (folder or .zip) once each, in the same sandbox and with the
+same limits as installed handlers, sharing one throw-away in-memory store. With ``--json``
+prints one JSON object per run, one per line::
+
+    {"status": "succeeded"|"failed", "result", "error": {"code", "message"} | null,
+     "logs": [{"level", "message", "fields"}], "duration_ms"}
+
+Exit status: 0 when every run succeeded, 1 when a handler failed, 2 when the package (or a
+command-line value) is invalid — then one object with error code ``package_invalid`` (or
+``usage_error``) is printed and nothing runs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from django.core.management.base import BaseCommand
+
+from runtime.dispatch import DeviceSpec
+from runtime.execution import run_spec
+from runtime.sandbox import RunResult
+from runtime.stores import MemoryStore
+
+MAX_PACKAGE_FILES = 256
+MAX_FILE_BYTES = 1024 * 1024
+
+
+class PackageInvalid(Exception):
+    code = "package_invalid"
+
+
+class UsageError(Exception):
+    code = "usage_error"
+
+
+def read_package(path: str) -> tuple[dict, dict[str, str]]:
+    """(manifest, {path: text}) from a folder or a .zip; raises PackageInvalid."""
+    source = Path(path)
+    texts: dict[str, str] = {}
+    if source.is_dir():
+        for file in sorted(source.rglob("*")):
+            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(source).parts):
+                texts[file.relative_to(source).as_posix()] = _text(file.read_bytes(), file.name)
+                if len(texts) > MAX_PACKAGE_FILES:
+                    raise PackageInvalid(f"more than {MAX_PACKAGE_FILES} files")
+    elif source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            names = [i for i in archive.infolist() if not i.is_dir()]
+            if len(names) > MAX_PACKAGE_FILES:
+                raise PackageInvalid(f"more than {MAX_PACKAGE_FILES} files")
+            for info in names:
+                name = PurePosixPath(info.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise PackageInvalid(f"unsafe path in the zip: {info.filename}")
+                if info.file_size > MAX_FILE_BYTES:
+                    raise PackageInvalid(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
+                texts[name.as_posix()] = _text(archive.read(info), info.filename)
+        # A zip of the folder itself: strip the common top folder.
+        if "manifest.json" not in texts:
+            tops = {p.split("/", 1)[0] for p in texts}
+            if len(tops) == 1 and all("/" in p for p in texts):
+                texts = {p.split("/", 1)[1]: t for p, t in texts.items()}
+    else:
+        raise PackageInvalid(f"{path} is neither a folder nor a .zip file")
+    if "manifest.json" not in texts:
+        raise PackageInvalid("the package has no manifest.json")
+    try:
+        manifest = json.loads(texts.pop("manifest.json"))
+    except ValueError as exc:
+        raise PackageInvalid(f"manifest.json is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise PackageInvalid("manifest.json must hold a JSON object")
+    files = {p: t for p, t in texts.items() if p.endswith(".lua")}
+    return manifest, files
+
+
+def _text(data: bytes, name: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise PackageInvalid(f"{name} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""  # binary files (images) are not code; Lua files are checked when run
+
+
+def check_handlers(manifest: dict, files: dict, names: list[str]) -> None:
+    handlers = manifest.get("handlers")
+    if not isinstance(handlers, dict):
+        raise PackageInvalid("manifest.json has no handlers")
+    for name in names:
+        spec = handlers.get(name)
+        if not isinstance(spec, dict):
+            raise PackageInvalid(f"the manifest has no handler {name!r}")
+        if not isinstance(spec.get("file"), str) or not isinstance(spec.get("function"), str):
+            raise PackageInvalid(f"handler {name!r} needs a file and a function")
+        if spec["file"] not in files:
+            raise PackageInvalid(f"handler {name!r}: file {spec['file']} is not in the package")
+
+
+def _json_arg(value: str | None, what: str):
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise UsageError(f"--{what} is not valid JSON: {exc}") from None
+
+
+def _bindings(values: list[str], manifest: dict) -> dict[str, DeviceSpec]:
+    resources = manifest.get("resources") if isinstance(manifest.get("resources"), dict) else {}
+    devices: dict[str, DeviceSpec] = {}
+    for value in values:
+        alias, sep, target = value.partition("=")
+        if not sep or not alias or not target:
+            raise UsageError(f"--bind takes ALIAS=URL_OR_DSN, got {value!r}")
+        try:
+            spec = DeviceSpec.from_target(target)
+        except ValueError as exc:
+            raise UsageError(f"--bind {alias}: {exc}") from None
+        declared = resources.get(alias)
+        if not isinstance(declared, dict):
+            raise UsageError(f"--bind {alias}: not a resource declared in the manifest")
+        if declared.get("kind") != spec.kind:
+            raise UsageError(f"--bind {alias}: the resource is {declared.get('kind')}, the target is {spec.kind}")
+        devices[alias] = spec
+    return devices
+
+
+def _config(manifest: dict, values) -> dict:
+    """Config with the schema's defaults filled in. A value that does not match configSchema
+    is reported on stderr but does not stop the run: the command is for trying things."""
+    from django.core.exceptions import ValidationError
+
+    from marketplace.validators import validate_config
+
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UsageError("--config must be a JSON object")
+    schema = manifest.get("configSchema") if isinstance(manifest.get("configSchema"), dict) else {"type": "object"}
+    try:
+        return validate_config(schema, values)
+    except ValidationError as exc:
+        sys.stderr.write(f"warning: --config does not match configSchema: {'; '.join(exc.messages)}\n")
+    except Exception as exc:  # an unusable schema: the validator reports it, not this command
+        sys.stderr.write(f"warning: configSchema could not be applied: {exc}\n")
+    completed = dict(values)
+    for name, spec in (schema.get("properties") or {}).items():
+        if isinstance(spec, dict) and "default" in spec and name not in completed:
+            completed[name] = spec["default"]
+    return completed
+
+
+def as_json(outcome: RunResult) -> dict:
+    error = outcome.error
+    return {
+        "status": outcome.status,
+        "result": outcome.result,
+        "error": {"code": error.code, "message": _located(error)} if error else None,
+        "logs": outcome.logs,
+        "duration_ms": outcome.duration_ms,
+    }
+
+
+def _located(error) -> str:
+    if error.file and error.line:
+        return f"{error.file}:{error.line}: {error.message}"
+    return error.message
+
+
+class Command(BaseCommand):
+    help = "Run handlers of an integration package once, in the sandbox, with throw-away storage."
+
+    def add_arguments(self, parser):
+        parser.add_argument("package", help="package folder or .zip")
+        parser.add_argument("handler", help="handler name, or several joined by commas")
+        parser.add_argument("--input", help="handler input as JSON (default {})")
+        parser.add_argument("--config", help="instance config as JSON (default {})")
+        parser.add_argument("--bind", action="append", default=[], metavar="ALIAS=URL_OR_DSN",
+                            help="bind a resource alias to an http(s) URL or a sqlite:///, postgresql:// DSN")
+        parser.add_argument("--json", action="store_true", help="print one JSON object per run")
+
+    def handle(self, *args, **options):
+        as_json_output = options["json"]
+        names = [n.strip() for n in options["handler"].split(",") if n.strip()]
+        try:
+            if not names:
+                raise UsageError("no handler given")
+            manifest, files = read_package(options["package"])
+            check_handlers(manifest, files, names)
+            run_input = _json_arg(options["input"], "input")
+            config = _config(manifest, _json_arg(options["config"], "config"))
+            devices = _bindings(options["bind"], manifest)
+        except (PackageInvalid, UsageError) as exc:
+            self._emit({"status": "failed", "result": None, "error": {"code": exc.code, "message": str(exc)},
+                        "logs": [], "duration_ms": 0}, as_json_output)
+            sys.exit(2)
+
+        store = MemoryStore()
+        info = {"id": None, "name": "run_handler", "integration": manifest.get("name"), "version": None}
+        failed = False
+        for name in names:
+            outcome = run_spec(
+                manifest=manifest, files=files, handler=name,
+                input={} if run_input is None else run_input,
+                config=config, instance_info=info, store=store, devices=devices,
+            )
+            failed = failed or not outcome.ok
+            self._emit(as_json(outcome), as_json_output, name)
+        sys.exit(1 if failed else 0)
+
+    def _emit(self, payload: dict, as_json_output: bool, name: str | None = None) -> None:
+        if as_json_output:
+            self.stdout.write(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+            return
+        label = f"{name}: " if name else ""
+        if payload["error"]:
+            self.stdout.write(f"{label}{payload['status']} — {payload['error']['code']}: {payload['error']['message']}")
+        else:
+            self.stdout.write(f"{label}{payload['status']} in {payload['duration_ms']} ms")
+            self.stdout.write(json.dumps(payload["result"], indent=2, ensure_ascii=False))
+        for line in payload["logs"]:
+            self.stdout.write(f"  [{line['level']}] {line['message']} {json.dumps(line['fields']) if line['fields'] else ''}")

@@ -1,0 +1,253 @@
+"""The ctx API, host side: every function a handler can call, with its permission check.
+
+Lua sees (see MANIFEST.md):
+
+==========================================================  ===========================
+``ctx.device.http(alias, {method, path, query, headers,      ``device.http``
+body, json, timeout})`` → ``{status, headers, body, json}``
+``ctx.device.sql(alias, query, params)`` → rows              ``device.sql.read`` (+ ``device.sql.write`` to write)
+``ctx.integration.cacheSet({key, value, ttl})`` /            ``integration.cache``
+``cacheGet(key)``
+``ctx.integration.containersSet(container, key, value)`` /   ``integration.containers``
+``containersGet(container, key)`` / ``containersList(container)``
+→ ``{{key, value}, …}`` / ``containersDelete(container, key)``
+``ctx.log.debug|info|warn|error(message, fields)``, ``print``  ``log``
+``ctx.cache.get(key)`` / ``set(key, value, ttl)`` / ``delete(key)``  ``tenant.cache``
+``ctx.sql(query, params)`` → rows                            ``tenant.sql``
+``ctx.config``, ``ctx.instance`` (id, name, integration, version)  —
+==========================================================  ===========================
+
+A refusal is a catchable Lua error ``"permission_denied: …"`` that names the missing
+permission. Aliases must be declared in the manifest's ``resources`` with the right kind
+(``invalid_alias``) and bound to a device (``unbound_alias``). Storage is pluggable
+(``runtime.stores``); devices come from ``runtime.dispatch``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import dispatch
+from .dispatch import DeviceSpec
+from .limits import Limits
+from .sandbox import HostError, RunStopped
+from .stores import Store
+
+PERMISSIONS = (
+    "device.http",
+    "device.sql.read",
+    "device.sql.write",
+    "integration.cache",
+    "integration.containers",
+    "tenant.cache",
+    "tenant.sql",
+    "log",
+)
+LOG_LEVELS = ("debug", "info", "warn", "error")
+KEY_MAX = 255
+CONTAINER_LIST_MAX = 1000
+
+
+def _key(value: Any, what: str = "key") -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise HostError("invalid_argument", f"{what} must be a string")
+    value = str(value)
+    if not value or len(value) > KEY_MAX:
+        raise HostError("invalid_argument", f"{what} must be 1 to {KEY_MAX} characters")
+    return value
+
+
+def _ttl(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise HostError("invalid_argument", "ttl must be a positive number of seconds")
+    return float(value)
+
+
+class Ctx:
+    """The host side of one run's ctx: permissions, devices, storage, config and logs."""
+
+    def __init__(
+        self,
+        *,
+        manifest: dict,
+        config: dict,
+        instance_info: dict,
+        store: Store,
+        devices: Mapping[str, DeviceSpec],
+        limits: Limits,
+    ):
+        self.manifest = manifest
+        self.permissions = frozenset(p for p in (manifest.get("permissions") or []) if isinstance(p, str))
+        resources = manifest.get("resources")
+        self.resources = resources if isinstance(resources, dict) else {}
+        schemas = manifest.get("dataContainerSchemas")
+        self.container_schemas = schemas if isinstance(schemas, dict) else {}
+        self.config = config
+        self.instance_info = instance_info
+        self.store = store
+        self.devices = devices
+        self.limits = limits
+        self.logs: list[dict] = []
+        self._log_bytes = 0
+        self._validators: dict[str, Draft202012Validator] = {}
+
+    # --- dispatch ---
+    def call(self, name: str, args: list, deadline: float) -> Any:
+        method = self._METHODS.get(name)
+        if method is None:
+            raise HostError("invalid_argument", f"unknown ctx function {name}")
+        permission, function = method
+        if permission and permission not in self.permissions:
+            raise HostError(
+                "permission_denied",
+                f"ctx.{name} needs the '{permission}' permission, which the manifest does not declare",
+            )
+        args = list(args) + [None] * 3
+        return function(self, args, deadline)
+
+    def _value(self, value: Any, what: str = "value") -> Any:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > self.limits.value_bytes:
+            raise HostError("value_too_large", f"{what} is {size} bytes as JSON, at most {self.limits.value_bytes}")
+        return value
+
+    def _device(self, alias: Any, kind: str, fname: str) -> DeviceSpec:
+        if not isinstance(alias, str):
+            raise HostError("invalid_argument", f"ctx.{fname}: alias must be a string")
+        spec = self.resources.get(alias)
+        if not isinstance(spec, dict):
+            raise HostError("invalid_alias", f"'{alias}' is not a resource declared in the manifest")
+        if spec.get("kind") != kind:
+            raise HostError("invalid_alias", f"'{alias}' is a {spec.get('kind')} resource, not {kind}")
+        device = self.devices.get(alias)
+        if device is None:
+            raise HostError("unbound_alias", f"resource '{alias}' is not bound to a device")
+        if device.kind != kind:
+            raise HostError("unbound_alias", f"resource '{alias}' is bound to a {device.kind} device, not {kind}")
+        return device
+
+    # --- devices ---
+    def _http(self, args, deadline):
+        device = self._device(args[0], "http", "device.http")
+        request = args[1] if args[1] is not None else {}
+        if not isinstance(request, dict):
+            raise HostError("invalid_argument", "ctx.device.http: the request must be a table")
+        return dispatch.http_request(device, request, deadline=deadline, max_bytes=self.limits.http_response_bytes)
+
+    def _sql(self, args, deadline):
+        device = self._device(args[0], "sql", "device.sql")
+        return dispatch.sql_execute(
+            device, args[1], args[2], write="device.sql.write" in self.permissions,
+            deadline=deadline, max_rows=self.limits.sql_max_rows,
+        )
+
+    # --- instance cache ---
+    def _cache_set(self, args, deadline):
+        spec = args[0]
+        if not isinstance(spec, dict):
+            raise HostError("invalid_argument", "ctx.integration.cacheSet takes a table {key, value, ttl}")
+        self.store.cache_set(_key(spec.get("key")), self._value(spec.get("value")), _ttl(spec.get("ttl")))
+        return True
+
+    def _cache_get(self, args, deadline):
+        return self.store.cache_get(_key(args[0]))
+
+    # --- containers ---
+    def _container(self, name: Any) -> str:
+        name = _key(name, "container")
+        if name not in self.container_schemas:
+            raise HostError("container_unknown", f"'{name}' is not a data container declared in the manifest")
+        return name
+
+    def _containers_set(self, args, deadline):
+        container = self._container(args[0])
+        key = _key(args[1])
+        value = self._value(args[2])
+        validator = self._validators.get(container)
+        if validator is None:
+            schema = self.container_schemas[container]
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError:
+                raise HostError("container_invalid", f"the schema of container '{container}' is not valid") from None
+            validator = self._validators[container] = Draft202012Validator(schema)
+        error = next(iter(validator.iter_errors(value)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "value"
+            raise HostError("container_invalid", f"{container}/{key}: {where}: {error.message}"[:300])
+        self.store.container_set(container, key, value)
+        return True
+
+    def _containers_get(self, args, deadline):
+        return self.store.container_get(self._container(args[0]), _key(args[1]))
+
+    def _containers_list(self, args, deadline):
+        return self.store.container_list(self._container(args[0]), CONTAINER_LIST_MAX)
+
+    def _containers_delete(self, args, deadline):
+        return self.store.container_delete(self._container(args[0]), _key(args[1]))
+
+    # --- logs ---
+    def _log(self, level: str, message: Any, fields: Any):
+        if not isinstance(message, str):
+            message = json.dumps(message) if message is not None else ""
+        if fields is not None and not isinstance(fields, (dict, list)):
+            raise HostError("invalid_argument", "log fields must be a table")
+        size = len(message.encode()) + (len(json.dumps(fields).encode()) if fields else 0)
+        if len(self.logs) >= self.limits.log_lines:
+            raise RunStopped("log_limit", f"more than {self.limits.log_lines} log lines")
+        if self._log_bytes + size > self.limits.log_bytes:
+            raise RunStopped("log_limit", f"more than {self.limits.log_bytes} bytes of logs")
+        self._log_bytes += size
+        self.logs.append({"level": level, "message": message, "fields": fields or {}})
+        return None
+
+    def _print(self, args, deadline):
+        return self._log("info", args[0], None)
+
+    # --- tenant ---
+    def _tenant_get(self, args, deadline):
+        return self.store.tenant_cache_get(_key(args[0]))
+
+    def _tenant_set(self, args, deadline):
+        self.store.tenant_cache_set(_key(args[0]), self._value(args[1]), _ttl(args[2]))
+        return True
+
+    def _tenant_delete(self, args, deadline):
+        return self.store.tenant_cache_delete(_key(args[0]))
+
+    def _tenant_sql(self, args, deadline):
+        query = args[0]
+        if not isinstance(query, str) or not query.strip():
+            raise HostError("invalid_argument", "ctx.sql: query must be a non-empty string")
+        params = dispatch._check_params(args[1])
+        return self.store.tenant_sql(query, params, deadline=deadline, max_rows=self.limits.sql_max_rows)
+
+    _METHODS: dict = {}
+
+
+def _log_method(level):
+    return lambda self, args, deadline: self._log(level, args[0], args[1])
+
+
+Ctx._METHODS = {
+    "device.http": ("device.http", Ctx._http),
+    "device.sql": ("device.sql.read", Ctx._sql),
+    "integration.cacheSet": ("integration.cache", Ctx._cache_set),
+    "integration.cacheGet": ("integration.cache", Ctx._cache_get),
+    "integration.containersSet": ("integration.containers", Ctx._containers_set),
+    "integration.containersGet": ("integration.containers", Ctx._containers_get),
+    "integration.containersList": ("integration.containers", Ctx._containers_list),
+    "integration.containersDelete": ("integration.containers", Ctx._containers_delete),
+    "print": ("log", Ctx._print),
+    "cache.get": ("tenant.cache", Ctx._tenant_get),
+    "cache.set": ("tenant.cache", Ctx._tenant_set),
+    "cache.delete": ("tenant.cache", Ctx._tenant_delete),
+    "sql": ("tenant.sql", Ctx._tenant_sql),
+    **{f"log.{level}": ("log", _log_method(level)) for level in LOG_LEVELS},
+}

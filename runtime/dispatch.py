@@ -1,0 +1,380 @@
+"""Alias → bound device, and the clients that talk to devices on a handler's behalf.
+
+- ``DeviceSpec`` is what the runtime knows about a bound device (from a ``Device`` row, or
+  from ``run_handler --bind``). Secrets stay host-side: Lua never sees them.
+- ``http_request`` sends one request to the device's base URL only: the handler gives a
+  path (joined under the base path; ``..``, absolute URLs, control characters refused),
+  redirects are never followed (a 3xx is returned as is, so nothing reaches another
+  origin), the response body is capped and the deadline bounds connect and read.
+- ``sql_execute`` runs one parameterized statement (``?`` placeholders) on a SQLite file or
+  a PostgreSQL database, read-only unless ``write``: SQLite opens the file with
+  ``mode=ro`` and ``query_only``; PostgreSQL runs ``SET TRANSACTION READ ONLY``. The
+  deadline is enforced inside the database too (progress handler / statement_timeout).
+- ``sqlite_execute`` is shared with the tenant store: an authorizer refuses ATTACH, DETACH,
+  PRAGMA, transactions and virtual tables, so a statement can only touch its own file.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import http.client
+import json
+import socket
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from .sandbox import HostError, RunStopped
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    kind: str  # "http" | "sql"
+    base_url: str = ""
+    dsn: str = ""
+    headers: dict = field(default_factory=dict)
+    credentials: dict = field(default_factory=dict)
+    name: str = ""
+
+    @classmethod
+    def from_device(cls, device) -> DeviceSpec:
+        return cls(
+            kind=device.kind,
+            base_url=device.base_url,
+            dsn=device.dsn,
+            headers=dict(device.headers or {}),
+            credentials=dict(device.credentials or {}),
+            name=device.name,
+        )
+
+    @classmethod
+    def from_target(cls, target: str) -> DeviceSpec:
+        """``http(s)://…`` is an HTTP device; ``sqlite:///…``/``postgres(ql)://…`` a SQL one."""
+        if target.startswith(("http://", "https://")):
+            return cls(kind="http", base_url=target, name=target)
+        if target.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            return cls(kind="sql", dsn=target, name=target)
+        raise ValueError(f"{target!r} is neither an http(s):// URL nor a sqlite:///, postgresql:// DSN")
+
+
+def bindings_for(instance) -> dict[str, DeviceSpec]:
+    """The instance's alias → device map (one query)."""
+    return {
+        binding.alias: DeviceSpec.from_device(binding.device)
+        for binding in instance.bindings.select_related("device")
+    }
+
+
+def remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RunStopped("timeout", "wall-clock time limit reached")
+    return left
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+def join_path(base_path: str, path: str) -> tuple[str, str]:
+    """(path, query) under ``base_path``; refuses anything that could leave it."""
+    if not isinstance(path, str):
+        raise HostError("invalid_argument", "path must be a string")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in path) or "\\" in path or "#" in path:
+        raise HostError("invalid_argument", "path must not contain spaces, control characters, '\\' or '#'")
+    if "://" in path or path.startswith("//"):
+        raise HostError("invalid_argument", "path must be a path on the device, not a URL")
+    path, _, query = path.partition("?")
+    segments = [s for s in path.split("/")]
+    for segment in segments:
+        if unquote(segment) in {".", ".."} or "/" in unquote(segment):
+            raise HostError("invalid_argument", "path must not contain '.' or '..' segments")
+    joined = base_path.rstrip("/") + "/" + path.lstrip("/")
+    return joined, query
+
+
+def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_bytes: int) -> dict:
+    """One request to the bound device; returns ``{status, headers, body, json}``."""
+    base = urlsplit(device.base_url)
+    if base.scheme not in {"http", "https"} or not base.hostname:
+        raise HostError("http_error", "the bound device has no valid http(s) base URL")
+    method = str(request.get("method") or "GET").upper()
+    if method not in HTTP_METHODS:
+        raise HostError("invalid_argument", f"method must be one of {', '.join(sorted(HTTP_METHODS))}")
+    path, query = join_path(base.path or "/", request.get("path") or "/")
+    extra_query = request.get("query")
+    if extra_query:
+        if not isinstance(extra_query, dict):
+            raise HostError("invalid_argument", "query must be a table of names to values")
+        encoded = urlencode({str(k): _query_value(v) for k, v in extra_query.items()}, doseq=True)
+        query = f"{query}&{encoded}" if query else encoded
+    target = quote(path, safe="/%:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+
+    headers: dict[str, str] = {}
+    given = request.get("headers") or {}
+    if not isinstance(given, dict):
+        raise HostError("invalid_argument", "headers must be a table of names to strings")
+    for name, value in list(given.items()) + list((device.headers or {}).items()):
+        name, value = str(name), value if isinstance(value, str) else json.dumps(value)
+        if name.lower() in FORBIDDEN_HEADERS:
+            raise HostError("invalid_argument", f"header {name!r} is set by the platform")
+        if any(c in name + value for c in "\r\n\0"):
+            raise HostError("invalid_argument", "header names and values must not contain line breaks")
+        headers[name] = value
+    creds = device.credentials or {}
+    if creds.get("token"):
+        headers["Authorization"] = f"Bearer {creds['token']}"
+    elif creds.get("username") is not None:
+        raw = f"{creds.get('username')}:{creds.get('password', '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+
+    body = request.get("body")
+    if request.get("json") is not None:
+        body = json.dumps(request["json"], separators=(",", ":")).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif body is not None:
+        if not isinstance(body, str):
+            raise HostError("invalid_argument", "body must be a string (use json = … for tables)")
+        body = body.encode()
+
+    timeout = remaining(deadline)
+    asked = request.get("timeout")
+    if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0:
+        timeout = min(timeout, asked / 1000.0)
+    port = base.port
+    cls = http.client.HTTPSConnection if base.scheme == "https" else http.client.HTTPConnection
+    conn = cls(base.hostname, port, timeout=timeout)
+    try:
+        conn.request(method, target, body=body, headers=headers)
+        response = conn.getresponse()
+        chunks, size = [], 0
+        while True:
+            conn.sock.settimeout(max(0.001, min(timeout, remaining(deadline))))
+            chunk = response.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise HostError("response_too_large", f"the response is larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        status = response.status
+        response_headers: dict[str, str] = {}
+        for name, value in response.getheaders():
+            key = name.lower()
+            response_headers[key] = f"{response_headers[key]}, {value}" if key in response_headers else value
+    except (socket.timeout, TimeoutError):
+        remaining(deadline)  # stops the run when it is the run's own deadline
+        raise HostError("http_error", f"{method} {path}: timed out") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise HostError("http_error", f"{method} {path}: {exc.__class__.__name__}: {str(exc)[:200]}") from None
+    finally:
+        conn.close()
+    raw = b"".join(chunks)
+    text = raw.decode("utf-8", "replace")
+    parsed = None
+    if "json" in response_headers.get("content-type", ""):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+    return {"status": status, "headers": response_headers, "body": text, "json": parsed}
+
+
+def _query_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [_query_value(v) for v in value]
+    return "" if value is None else str(value)
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def _check_params(params) -> list:
+    if params is None:
+        return []
+    if isinstance(params, dict) and not params:
+        return []
+    if not isinstance(params, list):
+        raise HostError("invalid_argument", "params must be an array of values")
+    for value in params:
+        if isinstance(value, (dict, list)):
+            raise HostError("invalid_argument", "params must be strings, numbers, booleans or nil")
+    return params
+
+
+def _rows(cursor, max_rows: int) -> list[dict]:
+    if cursor.description is None:
+        return []
+    names = [col[0] for col in cursor.description]
+    fetched = cursor.fetchmany(max_rows + 1)
+    if len(fetched) > max_rows:
+        raise HostError("too_many_rows", f"the query returned more than {max_rows} rows; use LIMIT")
+    return [{name: _plain(value) for name, value in zip(names, row)} for row in fetched]
+
+
+# The only actions a statement may perform through sqlite_execute; everything else
+# (ATTACH and VACUUM INTO, DETACH, PRAGMA, BEGIN/COMMIT/SAVEPOINT, virtual tables) is denied.
+_SQLITE_ALLOWED = {
+    sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE,
+    sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
+    sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_VIEW,
+    sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_ALTER_TABLE,
+    sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE,
+    sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX, sqlite3.SQLITE_CREATE_TEMP_VIEW,
+    sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_DROP_TEMP_TABLE, sqlite3.SQLITE_DROP_TEMP_INDEX,
+    sqlite3.SQLITE_DROP_TEMP_VIEW, sqlite3.SQLITE_DROP_TEMP_TRIGGER,
+}
+_SQLITE_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
+
+
+def _authorizer(action, arg1, arg2, db_name, trigger):
+    if action not in _SQLITE_ALLOWED:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    if db_name not in (None, "main", "temp"):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def guard_sqlite(conn: sqlite3.Connection, deadline: float) -> None:
+    """Authorizer, deadline (progress handler) and size limits on a connection."""
+    conn.set_authorizer(_authorizer)
+    conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000_000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+
+def sqlite_execute(conn: sqlite3.Connection, query: str, params: list, *, deadline: float, max_rows: int,
+                   read_only_permission: str | None = None) -> list[dict]:
+    """Run one statement on a guarded connection; errors become HostError/RunStopped."""
+    try:
+        cursor = conn.execute(query, params)
+        return _rows(cursor, max_rows)
+    except sqlite3.OperationalError as exc:
+        message = str(exc)
+        if "interrupted" in message and time.monotonic() > deadline:
+            raise RunStopped("timeout", "wall-clock time limit reached (in a SQL query)") from None
+        if read_only_permission and ("readonly" in message or "read-only" in message or "query_only" in message):
+            raise HostError(
+                "permission_denied", f"writing needs the '{read_only_permission}' permission, which the manifest does not declare"
+            ) from None
+        if "not authorized" in message:
+            raise HostError("sql_error", "statement not allowed (ATTACH, PRAGMA, transactions and extensions are refused)") from None
+        raise HostError("sql_error", message[:300]) from None
+    except sqlite3.ProgrammingError as exc:
+        raise HostError("sql_error", str(exc)[:300]) from None
+    except sqlite3.Error as exc:
+        raise HostError("sql_error", str(exc)[:300]) from None
+
+
+def sqlite_path(dsn: str) -> str:
+    return dsn[len("sqlite:///"):]
+
+
+def sql_execute(device: DeviceSpec, query: Any, params: Any, *, write: bool, deadline: float,
+                max_rows: int) -> list[dict]:
+    """One statement against a bound SQL device; rows as dicts (column → value)."""
+    if not isinstance(query, str) or not query.strip():
+        raise HostError("invalid_argument", "query must be a non-empty string")
+    params = _check_params(params)
+    dsn = device.dsn or ""
+    if dsn.startswith("sqlite:///"):
+        return _sqlite_device(sqlite_path(dsn), query, params, write=write, deadline=deadline, max_rows=max_rows)
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return _postgres_device(dsn, query, params, write=write, deadline=deadline, max_rows=max_rows)
+    raise HostError("sql_error", "the bound device has no sqlite:/// or postgresql:// DSN")
+
+
+def _sqlite_device(path, query, params, *, write, deadline, max_rows):
+    mode = "rw" if write else "ro"
+    uri = f"file:{quote(path)}?mode={mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=min(5.0, remaining(deadline)), isolation_level=None,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise HostError("sql_error", f"cannot open the database: {exc}") from None
+    try:
+        if not write:
+            conn.execute("PRAGMA query_only = ON")
+        guard_sqlite(conn, deadline)
+        return sqlite_execute(conn, query, params, deadline=deadline, max_rows=max_rows,
+                              read_only_permission=None if write else "device.sql.write")
+    finally:
+        conn.close()
+
+
+def postgres_query(query: str) -> str:
+    """``?`` placeholders (outside quotes) → ``%s``; literal ``%`` doubled for psycopg."""
+    out, quote_char = [], None
+    for char in query:
+        if quote_char:
+            if char == quote_char:
+                quote_char = None
+        elif char in "'\"":
+            quote_char = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if char == "%" else char)
+    return "".join(out)
+
+
+def _postgres_device(dsn, query, params, *, write, deadline, max_rows):
+    import psycopg
+    from psycopg import errors
+
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=max(1, int(remaining(deadline))), autocommit=False)
+    except psycopg.Error as exc:
+        raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
+    try:
+        with conn.cursor() as cursor:
+            if not write:
+                cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(remaining(deadline) * 1000))}")
+            cursor.execute(postgres_query(query), params)
+            rows = _rows(cursor, max_rows)
+        if write:
+            conn.commit()
+        else:
+            conn.rollback()
+        return rows
+    except errors.ReadOnlySqlTransaction:
+        raise HostError(
+            "permission_denied", "writing needs the 'device.sql.write' permission, which the manifest does not declare"
+        ) from None
+    except errors.QueryCanceled:
+        remaining(deadline)
+        raise HostError("sql_error", "the query was cancelled") from None
+    except psycopg.Error as exc:
+        message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).splitlines()[0]
+        raise HostError("sql_error", message[:300]) from None
+    finally:
+        conn.close()

@@ -1,0 +1,97 @@
+"""Per-handler limits: what the manifest asks for, capped by the platform's maxima.
+
+A handler's manifest entry may carry ``limits`` with ``timeoutMs``, ``memoryMb`` and
+``instructions``. Each is clamped to ``[1, JUNCTION_RUNTIME_MAX_*]``; a missing or invalid
+value falls back to ``JUNCTION_RUNTIME_DEFAULT_*``. The other caps (logs, result size, HTTP
+response size, SQL rows, pattern cost) are platform-wide and not negotiable by a manifest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.conf import settings
+
+# Used when settings do not define a value (kept in step with the settings block).
+_DEFAULTS = {
+    "JUNCTION_RUNTIME_DEFAULT_TIMEOUT_MS": 10_000,
+    "JUNCTION_RUNTIME_MAX_TIMEOUT_MS": 60_000,
+    "JUNCTION_RUNTIME_DEFAULT_MEMORY_MB": 32,
+    "JUNCTION_RUNTIME_MAX_MEMORY_MB": 128,
+    "JUNCTION_RUNTIME_DEFAULT_INSTRUCTIONS": 100_000_000,
+    "JUNCTION_RUNTIME_MAX_INSTRUCTIONS": 1_000_000_000,
+    "JUNCTION_RUNTIME_LOG_MAX_LINES": 500,
+    "JUNCTION_RUN_LOG_MAX_BYTES": 64 * 1024,
+    "JUNCTION_RUNTIME_RESULT_MAX_BYTES": 256 * 1024,
+    "JUNCTION_RUNTIME_VALUE_MAX_BYTES": 256 * 1024,
+    "JUNCTION_RUNTIME_HTTP_MAX_RESPONSE_BYTES": 2 * 1024 * 1024,
+    "JUNCTION_RUNTIME_SQL_MAX_ROWS": 1000,
+    "JUNCTION_RUNTIME_PATTERN_MAX_COST": 50_000_000,
+}
+
+
+def setting(name: str) -> Any:
+    return getattr(settings, name, _DEFAULTS[name])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Everything that bounds one run. ``timeout_ms`` is wall-clock and includes time spent
+    inside ctx calls (HTTP, SQL, storage); ``memory_mb`` is the Lua heap on top of the
+    sandbox's own baseline; ``instructions`` counts Lua VM instructions (approximately, in
+    steps of the count hook)."""
+
+    timeout_ms: int
+    memory_mb: int
+    instructions: int
+    log_lines: int
+    log_bytes: int
+    result_bytes: int
+    value_bytes: int
+    http_response_bytes: int
+    sql_max_rows: int
+    pattern_cost: float
+
+    def with_(self, **changes) -> Limits:
+        return replace(self, **changes)
+
+
+def _clamp(value: Any, default: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return min(default, maximum)
+    return max(1, min(int(value), maximum))
+
+
+def platform_limits() -> Limits:
+    """The defaults, for a handler without ``limits``."""
+    return limits_for(None)
+
+
+def limits_for(handler: dict | None) -> Limits:
+    """Limits for one manifest handler entry (or None): requested values capped by the maxima."""
+    requested = (handler or {}).get("limits") if isinstance(handler, dict) else None
+    requested = requested if isinstance(requested, dict) else {}
+    return Limits(
+        timeout_ms=_clamp(
+            requested.get("timeoutMs"),
+            setting("JUNCTION_RUNTIME_DEFAULT_TIMEOUT_MS"),
+            setting("JUNCTION_RUNTIME_MAX_TIMEOUT_MS"),
+        ),
+        memory_mb=_clamp(
+            requested.get("memoryMb"),
+            setting("JUNCTION_RUNTIME_DEFAULT_MEMORY_MB"),
+            setting("JUNCTION_RUNTIME_MAX_MEMORY_MB"),
+        ),
+        instructions=_clamp(
+            requested.get("instructions"),
+            setting("JUNCTION_RUNTIME_DEFAULT_INSTRUCTIONS"),
+            setting("JUNCTION_RUNTIME_MAX_INSTRUCTIONS"),
+        ),
+        log_lines=setting("JUNCTION_RUNTIME_LOG_MAX_LINES"),
+        log_bytes=setting("JUNCTION_RUN_LOG_MAX_BYTES"),
+        result_bytes=setting("JUNCTION_RUNTIME_RESULT_MAX_BYTES"),
+        value_bytes=setting("JUNCTION_RUNTIME_VALUE_MAX_BYTES"),
+        http_response_bytes=setting("JUNCTION_RUNTIME_HTTP_MAX_RESPONSE_BYTES"),
+        sql_max_rows=setting("JUNCTION_RUNTIME_SQL_MAX_ROWS"),
+        pattern_cost=float(setting("JUNCTION_RUNTIME_PATTERN_MAX_COST")),
+    )

@@ -1,0 +1,734 @@
+"""Run one Lua handler in a fresh, locked-down Lua 5.4 state (lupa).
+
+Guarantees, per run:
+
+- A fresh ``lupa.lua54.LuaRuntime`` with ``register_eval=False``, ``register_builtins=False``,
+  an attribute filter that refuses everything and the ``python`` global deleted. The
+  handler's code runs in its own environment table, never the real ``_G``, holding only
+  safe globals: ``assert error ipairs next pairs rawequal rawget rawlen rawset select
+  tonumber tostring type getmetatable _VERSION`` plus wrapped ``pcall xpcall setmetatable
+  collectgarbage("count") print load`` (text only, sandbox env) and ``require`` (bundle files
+  only), and copies of ``string`` (no ``dump``), ``table``, ``math``, ``utf8``, ``coroutine``
+  and ``os`` (``time clock date difftime``). No ``io``, ``debug``, ``package``, ``dofile``.
+- No Python object is ever reachable from handler code: ctx functions are Lua closures
+  around host callbacks held in upvalues; arguments are copied to plain tables in Lua
+  (raw access, depth and size caps) before Python sees them; return values are Lua tables
+  built by lupa; host exceptions become short plain-string Lua errors. The shared
+  metatables (strings, lupa's wrapper) are locked with ``__metatable = false`` and the
+  string metatable's ``__index`` points at the sandboxed ``string`` table.
+- Limits: a count hook (every ``HOOK_STEP`` instructions) enforces the instruction budget and
+  the wall-clock deadline; the deadline also covers ctx calls (checked before and after each,
+  and handed to HTTP/SQL clients as their timeout). ``max_memory`` bounds the Lua heap.
+  Once a limit is hit the kill is *sticky*: the hook is re-armed with count 1, and the
+  emulated ``pcall``/``xpcall``/``coroutine.resume``/``coroutine.wrap`` rethrow it, so no
+  Lua code can swallow it. Coroutines get the hook too. ``setmetatable`` refuses ``__gc``
+  (finalizers run outside any budget). ``string.find/match/gmatch/gsub`` refuse patterns
+  whose worst-case backtracking cost on the subject exceeds ``Limits.pattern_cost``.
+  Nested ``pcall`` depth is capped so recursion through ``pcall`` cannot starve the hook.
+- The handler's result is copied to plain data inside the budget (hook still armed, raw
+  access, depth/size caps) and only then converted in Python, so no metamethod ever runs
+  outside the limits.
+
+Error codes (``SandboxError.code``) recorded on a failed run:
+
+=====================  =============================================================
+``timeout``            wall-clock deadline passed (including time inside ctx calls)
+``instruction_limit``  the instruction budget was used up
+``memory_limit``       the Lua heap limit was reached
+``stack_overflow``     Lua or C stack overflow (runaway recursion)
+``log_limit``          more log lines or bytes than allowed
+``result_too_large``   the result is bigger than allowed once encoded as JSON
+``invalid_value``      a result or argument that is not plain data (function, NaN, bad UTF-8…)
+``pattern_too_complex`` a string pattern refused by the cost guard
+``syntax_error``       a bundle file does not compile
+``handler_not_found``  the file does not define the handler's function
+``lua_error``          any other error raised by the handler's code
+``permission_denied``  a ctx call the manifest's permissions do not grant (message names it)
+``invalid_alias``      an alias not declared in the manifest (or of the wrong kind)
+``unbound_alias``      a declared alias with no device bound
+``invalid_argument``   a ctx call with wrong arguments
+``http_error``         the device could not be reached or answered badly
+``response_too_large`` an HTTP response bigger than allowed
+``sql_error``          the database refused the query
+``too_many_rows``      a query returned more rows than allowed
+``container_unknown``  a data container the manifest does not declare
+``container_invalid``  a value that does not match its container's schema
+``value_too_large``    a cached/stored value bigger than allowed
+``internal_error``     a fault on the platform's side (details are logged, not shown)
+=====================  =============================================================
+
+``file``/``line`` give the handler's location when known (for kills: where the code was
+when it was stopped).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import lupa.lua54 as lupa
+
+from .limits import Limits
+
+logger = logging.getLogger(__name__)
+
+HOOK_STEP = 1000
+MAX_DEPTH = 32  # nesting of tables crossing the boundary
+MAX_ITEMS = 100_000  # table entries crossing the boundary in one value
+MAX_PCALL_DEPTH = 150  # below Lua's C-stack limit (200)
+KILL_CODES = frozenset({"timeout", "instruction_limit", "memory_limit", "log_limit"})
+# Codes a Lua error message may carry as a "code: message" prefix. Kill codes are not in
+# this set: they are only ever set by the sandbox itself, never forged by handler code.
+ERROR_CODES = frozenset(
+    {
+        "permission_denied", "invalid_alias", "unbound_alias", "invalid_argument", "http_error",
+        "response_too_large", "sql_error", "too_many_rows", "container_unknown", "container_invalid",
+        "value_too_large", "invalid_value", "pattern_too_complex", "syntax_error", "handler_not_found",
+        "result_too_large", "internal_error",
+    }
+)
+
+
+class Host(Protocol):
+    """What the sandbox needs from the ctx side (see ``runtime.ctx.Ctx``)."""
+
+    config: dict
+    instance_info: dict
+    logs: list
+
+    def call(self, name: str, args: list, deadline: float) -> Any: ...
+
+
+class HostError(Exception):
+    """Raised by host callbacks: becomes a catchable Lua error ``"code: message"``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RunStopped(HostError):
+    """Raised by host callbacks to stop the run for good (sticky, like a limit)."""
+
+
+@dataclass
+class SandboxError:
+    code: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "file": self.file, "line": self.line}
+
+
+@dataclass
+class RunResult:
+    status: str  # "succeeded" | "failed"
+    result: Any = None
+    error: SandboxError | None = None
+    logs: list = field(default_factory=list)
+    duration_ms: int = 0
+    phases: dict = field(default_factory=dict)  # seconds per phase, for profiling
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+PRELUDE = r"""
+local host, now, on_kill, STEP, MAXI, DEADLINE, PATTERN_MAX, MAXDEPTH, MAXITEMS, MAXPDEPTH,
+      config, instance = ...
+python = nil
+
+local type, error, select, rawget, rawset, rawequal, rawlen, next, pairs, ipairs =
+      type, error, select, rawget, rawset, rawequal, rawlen, next, pairs, ipairs
+local tostring, tonumber, setmetatable_, getmetatable_, pcall_, xpcall_, assert =
+      tostring, tonumber, setmetatable, getmetatable, pcall, xpcall, assert
+local load_, collectgarbage_ = load, collectgarbage
+local sethook, getinfo = debug.sethook, debug.getinfo
+local co_create, co_resume, co_status, co_running, co_yield, co_isyieldable, co_close =
+      coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.yield,
+      coroutine.isyieldable, coroutine.close
+local s_find, s_match, s_gmatch, s_gsub, s_sub, s_byte = string.find, string.match, string.gmatch,
+      string.gsub, string.sub, string.byte
+local t_concat = table.concat
+local utf8_len, m_type, HUGE = utf8.len, math.type, math.huge
+
+-- Lock lupa's shared wrapper metatable and the string metatable.
+rawset(getmetatable_(host), "__metatable", false)
+
+local killed = false
+local KILLMSG = "junction: run stopped"
+local count = 0
+local pdepth = 0
+local hook
+
+local function locate()
+  for level = 3, 40 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.source ~= "=[junction]" and info.currentline and info.currentline > 0 then
+      return info.short_src, info.currentline
+    end
+  end
+  return nil, nil
+end
+
+local function where()
+  local file, line = locate()
+  if file then return file .. ":" .. line .. ": " end
+  return ""
+end
+
+local function die()
+  sethook(hook, "", 1)
+  error(KILLMSG, 0)
+end
+
+local function kill(code, msg)
+  if not killed then
+    killed = code
+    local file, line = locate()
+    on_kill(code, msg, file, line)
+  end
+  die()
+end
+
+hook = function()
+  if killed then error(KILLMSG, 0) end
+  count = count + STEP
+  if count > MAXI then kill("instruction_limit", "instruction limit of " .. MAXI .. " reached") end
+  if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
+end
+
+local function check()
+  if killed then die() end
+  count = count + 50
+  if count > MAXI then kill("instruction_limit", "instruction limit of " .. MAXI .. " reached") end
+  if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
+end
+
+local function after_protected(ok, err)
+  if killed then die() end
+  if not ok and err == "not enough memory" then kill("memory_limit", "memory limit reached") end
+end
+
+-- plain(v): a copy of v with only plain data, made with raw access; errors are plain strings.
+local items
+local function plain(v, depth)
+  local tv = type(v)
+  if tv == "string" then
+    if not utf8_len(v) then error("invalid_value: strings must be valid UTF-8", 0) end
+    return v
+  elseif tv == "number" then
+    if v ~= v or v == HUGE or v == -HUGE then error("invalid_value: NaN and infinity are not allowed", 0) end
+    return v
+  elseif tv == "boolean" or tv == "nil" then
+    return v
+  elseif tv == "table" then
+    if depth >= MAXDEPTH then error("invalid_value: tables nested too deeply (or a cycle)", 0) end
+    local out = {}
+    local k, val = next(v)
+    while k ~= nil do
+      items = items + 1
+      if items > MAXITEMS then error("invalid_value: too many table entries", 0) end
+      local tk = type(k)
+      if tk ~= "string" and not (tk == "number" and m_type(k) == "integer") then
+        error("invalid_value: table keys must be strings or integers", 0)
+      end
+      if tk == "string" and not utf8_len(k) then error("invalid_value: strings must be valid UTF-8", 0) end
+      out[k] = plain(val, depth + 1)
+      k, val = next(v, k)
+    end
+    return out
+  end
+  error("invalid_value: a " .. tv .. " cannot leave the sandbox", 0)
+end
+
+local function copyargs(n, ...)
+  items = 0
+  local args = {}
+  for i = 1, n do args[i] = plain((select(i, ...)), 0) end
+  return args
+end
+
+local function hostcall(name, maxargs, ...)
+  local n = select("#", ...)
+  if n > maxargs then
+    error(where() .. "invalid_argument: ctx." .. name .. " takes at most " .. maxargs .. " arguments", 0)
+  end
+  check()
+  local okc, args = pcall_(copyargs, n, ...)
+  after_protected(okc, args)
+  if not okc then error(where() .. args, 0) end
+  local ok, a, b, stop = host(name, n, args)
+  if killed then die() end
+  if ok then
+    if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
+    return a
+  end
+  if stop then kill(a, b) end
+  error(where() .. a .. ": " .. b, 0)
+end
+
+local function fn(name, maxargs)
+  return function(...)
+    local r = hostcall(name, maxargs, ...)
+    return r
+  end
+end
+
+-- Pattern cost guard --------------------------------------------------------------------
+local function quantifiers(p)
+  local n, i, q, lastq = #p, 1, 0, nil
+  local anchored = s_byte(p, 1) == 94
+  if anchored then i = 2 end
+  while i <= n do
+    local c = s_byte(p, i)
+    local quantifiable = true
+    if c == 37 then -- %
+      local nx = s_byte(p, i + 1)
+      if nx == 98 then i = i + 4; quantifiable = false           -- %bxy
+      elseif nx == 102 then                                       -- %f[set]
+        i = i + 2; quantifiable = false
+        if s_byte(p, i) == 91 then
+          i = i + 1
+          if s_byte(p, i) == 94 then i = i + 1 end
+          if s_byte(p, i) == 93 then i = i + 1 end
+          while i <= n and s_byte(p, i) ~= 93 do
+            if s_byte(p, i) == 37 then i = i + 1 end
+            i = i + 1
+          end
+          i = i + 1
+        end
+      else i = i + 2 end
+    elseif c == 91 then -- [set]
+      i = i + 1
+      if s_byte(p, i) == 94 then i = i + 1 end
+      if s_byte(p, i) == 93 then i = i + 1 end
+      while i <= n and s_byte(p, i) ~= 93 do
+        if s_byte(p, i) == 37 then i = i + 1 end
+        i = i + 1
+      end
+      i = i + 1
+    elseif c == 40 or c == 41 then
+      i = i + 1; quantifiable = false
+    else
+      i = i + 1
+    end
+    if quantifiable then
+      local qc = s_byte(p, i)
+      if qc == 42 or qc == 43 or qc == 45 or qc == 63 then
+        q = q + 1; i = i + 1; lastq = i
+      end
+    end
+  end
+  -- A quantifier followed only by closing captures and an end anchor never backtracks.
+  if lastq and s_find(s_sub(p, lastq), "^%)*%$?$") then q = q - 1 end
+  return q, anchored
+end
+
+local function guard(s, p, plainflag)
+  if plainflag then return end
+  if type(s) == "number" then s = tostring(s) end
+  if type(p) == "number" then p = tostring(p) end
+  if type(s) ~= "string" or type(p) ~= "string" then return end
+  local n = #s
+  if n <= 64 then return end
+  local q, anchored = quantifiers(p)
+  if q <= 0 then return end
+  local e = anchored and q or q + 1
+  local cost = 1
+  for k = 1, e do cost = cost * n / k end
+  if cost > PATTERN_MAX then
+    error(where() .. "pattern_too_complex: a pattern with " .. q .. " backtracking quantifiers on a " .. n
+          .. "-byte string could run too long; match smaller pieces", 0)
+  end
+  count = count + cost / 100
+end
+
+local S = {}
+for k, v in next, string do S[k] = v end
+S.dump = nil
+S.find = function(s, p, init, pl) guard(s, p, pl); return s_find(s, p, init, pl) end
+S.match = function(s, p, init) guard(s, p); return s_match(s, p, init) end
+S.gmatch = function(s, p, init) guard(s, p); return s_gmatch(s, p, init) end
+S.gsub = function(s, p, r, n) guard(s, p); return s_gsub(s, p, r, n) end
+local smt = getmetatable_("")
+rawset(smt, "__index", S)
+rawset(smt, "__metatable", false)
+
+local function copy(t, names)
+  local out = {}
+  for name in s_gmatch(names, "%S+") do out[name] = t[name] end
+  return out
+end
+
+-- Emulated pcall / xpcall / coroutines: the kill is rethrown, never swallowed.
+local function pfinish(ok, ...)
+  pdepth = pdepth - 1
+  after_protected(ok, (...))
+  return ok, ...
+end
+local function s_pcall(f, ...)
+  check()
+  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
+  pdepth = pdepth + 1
+  return pfinish(pcall_(f, ...))
+end
+local function xfinish(msgh, ok, ...)
+  pdepth = pdepth - 1
+  after_protected(ok, (...))
+  if ok then return true, ... end
+  local okh, r = pcall_(msgh, (...))
+  after_protected(okh, r)
+  return false, r
+end
+local function s_xpcall(f, msgh, ...)
+  check()
+  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
+  pdepth = pdepth + 1
+  return xfinish(msgh, pcall_(f, ...))
+end
+
+local function s_create(f)
+  check()
+  if type(f) ~= "function" then error("bad argument #1 to 'create' (function expected)", 2) end
+  local co = co_create(f)
+  sethook(co, hook, "", STEP)
+  return co
+end
+local function rfinish(ok, ...)
+  after_protected(ok, (...))
+  return ok, ...
+end
+local function s_resume(co, ...)
+  check()
+  return rfinish(co_resume(co, ...))
+end
+local function wfinish(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+local function s_wrap(f)
+  local co = s_create(f)
+  return function(...) return wfinish(s_resume(co, ...)) end
+end
+local function s_close(co)
+  check()
+  return rfinish(co_close(co))
+end
+
+local function s_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed", 2)
+  end
+  return setmetatable_(t, mt)
+end
+
+local function s_collectgarbage(opt)
+  if opt == nil or opt == "count" then return collectgarbage_("count") end
+  if opt == "collect" or opt == "step" then return collectgarbage_(opt) end
+  error("collectgarbage: only 'count', 'collect' and 'step' are available", 2)
+end
+
+local env = {}
+local loaded = {}
+
+local function s_load(chunk, name, mode, e)
+  check()
+  if type(chunk) ~= "string" then error("load: only source strings can be loaded", 2) end
+  return load_(chunk, "=" .. tostring(name or "load"), "t", e or env)
+end
+
+local function loadfile_(file)
+  local src = host("__source", 1, file)
+  if src == nil then return nil end
+  local chunk, err = load_(src, "=" .. file, "t", env)
+  if not chunk then error("syntax_error: " .. err, 0) end
+  return chunk
+end
+
+local function s_require(name)
+  check()
+  if type(name) ~= "string" then error("require: module name must be a string", 2) end
+  local v = loaded[name]
+  if v ~= nil then return v end
+  local file = s_gsub(name, "%.", "/") .. ".lua"
+  local chunk = loadfile_(file)
+  if not chunk then error("module '" .. name .. "' not found in the bundle", 2) end
+  v = chunk(name)
+  if v == nil then v = true end
+  loaded[name] = v
+  return v
+end
+
+local ctx = {
+  device = { http = fn("device.http", 2), sql = fn("device.sql", 3) },
+  integration = {
+    cacheGet = fn("integration.cacheGet", 1), cacheSet = fn("integration.cacheSet", 1),
+    containersGet = fn("integration.containersGet", 2), containersSet = fn("integration.containersSet", 3),
+    containersList = fn("integration.containersList", 1), containersDelete = fn("integration.containersDelete", 2),
+  },
+  log = { debug = fn("log.debug", 2), info = fn("log.info", 2), warn = fn("log.warn", 2), error = fn("log.error", 2) },
+  cache = { get = fn("cache.get", 1), set = fn("cache.set", 3), delete = fn("cache.delete", 1) },
+  sql = fn("sql", 2),
+  config = config,
+  instance = instance,
+}
+
+local print_host = fn("print", 1)
+local function s_print(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  print_host(t_concat(parts, "\t"))
+end
+
+env.assert, env.error, env.ipairs, env.next, env.pairs = assert, error, ipairs, next, pairs
+env.rawequal, env.rawget, env.rawlen, env.rawset, env.select = rawequal, rawget, rawlen, rawset, select
+env.tonumber, env.tostring, env.type, env.getmetatable = tonumber, tostring, type, getmetatable_
+env._VERSION = _VERSION
+env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
+env.print, env.load, env.require = s_print, s_load, s_require
+env.string = S
+env.table = copy(table, "concat insert move pack remove sort unpack")
+env.math = copy(math, "abs ceil cos deg exp floor fmod huge log max maxinteger min mininteger modf pi rad random randomseed sin sqrt tan tointeger type ult acos asin atan")
+env.utf8 = copy(utf8, "char charpattern codes codepoint len offset")
+env.os = copy(os, "time clock date difftime")
+env.coroutine = {
+  create = s_create, resume = s_resume, wrap = s_wrap, close = s_close, status = co_status,
+  running = co_running, yield = co_yield, isyieldable = co_isyieldable,
+}
+env._G = env
+env.ctx = ctx
+
+local function body(file, fname, input)
+  sethook(hook, "", STEP)
+  local chunk = loadfile_(file)
+  if not chunk then error("handler_not_found: the bundle has no file " .. file, 0) end
+  chunk()
+  local f = rawget(env, fname)
+  if type(f) ~= "function" then
+    error("handler_not_found: " .. file .. " defines no function '" .. fname .. "'", 0)
+  end
+  local result = f(ctx, input)
+  items = 0
+  local okp, out = pcall_(plain, result, 0)
+  after_protected(okp, out)
+  if not okp then error(out, 0) end
+  sethook()
+  return out
+end
+
+local function msgh(e)
+  if killed then return KILLMSG end
+  local te = type(e)
+  if te == "string" then return e end
+  if te == "number" then return tostring(e) end
+  return "(error object is a " .. te .. " value)"
+end
+
+return function(file, fname, input)
+  return xpcall_(body, msgh, file, fname, input)
+end
+"""
+
+_LOCATION = re.compile(r"^(?P<file>[\w./-]+\.lua):(?P<line>\d+): ")
+_CODE = re.compile(r"^(?P<code>[a-z_]+): ")
+_prelude_bytecode: bytes | None = None
+
+
+def _deny_attributes(obj, attr_name, is_setting):
+    raise AttributeError("access denied")
+
+
+def _prelude_loader(lua):
+    """The prelude compiled once per process (by a throw-away runtime) and loaded as
+    bytecode: the host's own trusted code, never handler code."""
+    global _prelude_bytecode
+    if _prelude_bytecode is None:
+        builder = lupa.LuaRuntime(register_eval=False, register_builtins=False, encoding=None)
+        _prelude_bytecode = builder.execute(
+            "local src = ...; return string.dump(assert(load(src, '=[junction]', 't')), true)", PRELUDE.encode()
+        )
+    chunk = lua.globals().load(_prelude_bytecode, "=[junction]", "b")
+    if isinstance(chunk, tuple):  # pragma: no cover - (nil, message)
+        raise RuntimeError(f"prelude does not load: {chunk[1]}")
+    return chunk
+
+
+def from_lua(value: Any) -> Any:
+    """Convert a *plain copy* made by the prelude (no metatables, raw keys) to JSON-able
+    Python. Arrays (keys 1..n) become lists; other tables dicts with string keys."""
+    if lupa.lua_type(value) != "table":
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return value
+    items = list(value.items())
+    if not items:
+        return {}
+    keys = [k for k, _ in items]
+    if all(type(k) is int for k in keys) and sorted(keys) == list(range(1, len(keys) + 1)):
+        return [from_lua(v) for _, v in sorted(items, key=lambda kv: kv[0])]
+    return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): from_lua(v) for k, v in items}
+
+
+def to_lua(lua, value: Any) -> Any:
+    """Python plain data to Lua values: dicts/lists become fresh Lua tables (never proxies)."""
+    if isinstance(value, (dict, list, tuple)):
+        return lua.table_from(value, recursive=True)
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    return str(value)
+
+
+def _parse_error(message: str) -> SandboxError:
+    file = line = None
+    code = "lua_error"
+    text = message
+    for _ in range(2):
+        m = _LOCATION.match(text)
+        if m and file is None:
+            file, line = m.group("file"), int(m.group("line"))
+            text = text[m.end():]
+            continue
+        m = _CODE.match(text)
+        if m and m.group("code") in ERROR_CODES and code == "lua_error":
+            code = m.group("code")
+            text = text[m.end():]
+            continue
+        break
+    if code == "lua_error":
+        if "stack overflow" in text:
+            code = "stack_overflow"
+        elif text == "not enough memory":
+            code, text = "memory_limit", "memory limit reached"
+    return SandboxError(code=code, message=text[:2000], file=file, line=line)
+
+
+def run_lua(
+    *,
+    source: Callable[[str], str | None] | Mapping[str, str],
+    file: str,
+    function: str,
+    input: Any,
+    host: Host,
+    limits: Limits,
+) -> RunResult:
+    """Run ``function`` of bundle file ``file`` as ``function(ctx, input)`` under ``limits``.
+
+    ``source`` maps a bundle path to its Lua source (a mapping or a callable returning None
+    when missing). Never raises for anything the handler does: failures come back as a
+    ``RunResult`` with ``status == "failed"`` and an ``error``.
+    """
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    started = time.monotonic()
+    deadline = started + limits.timeout_ms / 1000.0
+    get_source = source.get if isinstance(source, Mapping) else source
+    kill: dict = {}
+
+    def on_kill(code, message, kfile, kline):
+        if not kill:
+            kill.update(code=code, message=message, file=kfile, line=kline)
+
+    lua = lupa.LuaRuntime(
+        register_eval=False,
+        register_builtins=False,
+        unpack_returned_tuples=True,
+        attribute_filter=_deny_attributes,
+        max_memory=0,
+    )
+
+    def host_call(name, n, args):
+        try:
+            if name == "__source":  # the prelude asking for a bundle file's source
+                return get_source(args) if isinstance(args, str) else None
+            pyargs = [from_lua(args[i]) for i in range(1, n + 1)]
+            value = host.call(name, pyargs, deadline)
+            return True, to_lua(lua, value)
+        except RunStopped as exc:
+            on_kill(exc.code, exc.message, None, None)
+            return False, exc.code, exc.message, True
+        except HostError as exc:
+            return False, exc.code, exc.message
+        except lupa.LuaMemoryError:
+            return False, "internal_error", "not enough memory"
+        except Exception as exc:  # a platform fault: logged here, a short string for Lua
+            if exc.__class__.__name__ == "SoftTimeLimitExceeded":
+                on_kill("timeout", "the worker's time limit was reached", None, None)
+                return False, "timeout", "the worker's time limit was reached", True
+            logger.exception("ctx call %s failed", name)
+            return False, "internal_error", f"{name} failed on the platform's side"
+
+    t1 = time.perf_counter()
+    phases["runtime"] = t1 - t1 + (t1 - t0)
+    try:
+        prelude = _prelude_loader(lua)
+        t2 = time.perf_counter()
+        phases["prelude_load"] = t2 - t1
+        run = prelude(
+            host_call,
+            time.monotonic,
+            on_kill,
+            HOOK_STEP,
+            limits.instructions,
+            deadline,
+            limits.pattern_cost,
+            MAX_DEPTH,
+            MAX_ITEMS,
+            MAX_PCALL_DEPTH,
+            to_lua(lua, host.config or {}),
+            to_lua(lua, host.instance_info or {}),
+        )
+        lua_input = to_lua(lua, input if input is not None else {})
+        t3 = time.perf_counter()
+        phases["setup"] = t3 - t2
+        lua.set_max_memory(limits.memory_mb * 1024 * 1024, total=False)
+        ok, value = run(file, function, lua_input)
+        t4 = time.perf_counter()
+        phases["run"] = t4 - t3
+    except lupa.LuaMemoryError:
+        ok, value = False, "not enough memory"
+    except lupa.LuaError as exc:  # pragma: no cover - the prelude catches handler errors
+        ok, value = False, f"internal_error: {exc}"[:500]
+    t4 = time.perf_counter()
+
+    error: SandboxError | None = None
+    result = None
+    if kill:
+        error = SandboxError(**kill)
+    elif not ok:
+        error = _parse_error(value if isinstance(value, str) else str(value))
+    else:
+        try:
+            result = from_lua(value)
+            encoded = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            error = SandboxError("invalid_value", f"the result is not plain data: {exc}"[:300])
+            result = None
+        else:
+            if len(encoded.encode()) > limits.result_bytes:
+                error = SandboxError(
+                    "result_too_large", f"the result is larger than {limits.result_bytes} bytes as JSON"
+                )
+                result = None
+    t5 = time.perf_counter()
+    phases["result"] = t5 - t4
+    del lua
+    phases["close"] = time.perf_counter() - t5
+    duration_ms = int(math.ceil((time.monotonic() - started) * 1000))
+    return RunResult(
+        status="failed" if error else "succeeded",
+        result=result,
+        error=error,
+        logs=list(host.logs),
+        duration_ms=duration_ms,
+        phases=phases,
+    )
