@@ -277,7 +277,7 @@ def sqlite_execute(conn: sqlite3.Connection, query: str, params: list, *, deadli
     try:
         cursor = conn.execute(query, params)
         return _rows(cursor, max_rows)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         message = str(exc)
         if "interrupted" in message and time.monotonic() > deadline:
             raise RunStopped("timeout", "wall-clock time limit reached (in a SQL query)") from None
@@ -288,8 +288,6 @@ def sqlite_execute(conn: sqlite3.Connection, query: str, params: list, *, deadli
         if "not authorized" in message:
             raise HostError("sql_error", "statement not allowed (ATTACH, PRAGMA, transactions and extensions are refused)") from None
         raise HostError("sql_error", message[:300]) from None
-    except sqlite3.ProgrammingError as exc:
-        raise HostError("sql_error", str(exc)[:300]) from None
     except sqlite3.Error as exc:
         raise HostError("sql_error", str(exc)[:300]) from None
 

@@ -73,17 +73,18 @@ def run_spec(
         problem = _schema_error(spec["inputSchema"], input)
         if problem:
             return _failed("input_invalid", f"input does not match inputSchema: {problem}")
+    limits = limits or limits_for(spec)
     ctx = Ctx(
         manifest=manifest,
         config=config,
         instance_info=instance_info,
         store=store,
         devices=devices,
-        limits=limits or limits_for(spec),
+        limits=limits,
     )
     outcome = run_lua(
         source=files, file=spec["file"], function=spec["function"], input=input, host=ctx,
-        limits=limits or limits_for(spec),
+        limits=limits,
     )
     if outcome.ok and is_rpc and "outputSchema" in spec:
         problem = _schema_error(spec["outputSchema"], outcome.result)

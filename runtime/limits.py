@@ -30,8 +30,16 @@ _DEFAULTS = {
 }
 
 
+_cache: tuple[object, dict] | None = None
+
+
 def setting(name: str) -> Any:
-    return getattr(settings, name, _DEFAULTS[name])
+    """A runtime setting, read once per settings object (``override_settings`` swaps it)."""
+    global _cache
+    wrapped = settings._wrapped
+    if _cache is None or _cache[0] is not wrapped:
+        _cache = (wrapped, {key: getattr(settings, key, default) for key, default in _DEFAULTS.items()})
+    return _cache[1][name]
 
 
 @dataclass(frozen=True)

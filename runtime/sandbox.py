@@ -366,7 +366,7 @@ rawset(smt, "__metatable", false)
 
 local function copy(t, names)
   local out = {}
-  for name in s_gmatch(names, "%S+") do out[name] = t[name] end
+  for i = 1, #names do local name = names[i]; out[name] = t[name] end
   return out
 end
 
@@ -497,10 +497,10 @@ env._VERSION = _VERSION
 env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
 env.print, env.load, env.require = s_print, s_load, s_require
 env.string = S
-env.table = copy(table, "concat insert move pack remove sort unpack")
-env.math = copy(math, "abs ceil cos deg exp floor fmod huge log max maxinteger min mininteger modf pi rad random randomseed sin sqrt tan tointeger type ult acos asin atan")
-env.utf8 = copy(utf8, "char charpattern codes codepoint len offset")
-env.os = copy(os, "time clock date difftime")
+env.table = copy(table, {"concat", "insert", "move", "pack", "remove", "sort", "unpack"})
+env.math = copy(math, {"abs", "ceil", "cos", "deg", "exp", "floor", "fmod", "huge", "log", "max", "maxinteger", "min", "mininteger", "modf", "pi", "rad", "random", "randomseed", "sin", "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan"})
+env.utf8 = copy(utf8, {"char", "charpattern", "codes", "codepoint", "len", "offset"})
+env.os = copy(os, {"time", "clock", "date", "difftime"})
 env.coroutine = {
   create = s_create, resume = s_resume, wrap = s_wrap, close = s_close, status = co_status,
   running = co_running, yield = co_yield, isyieldable = co_isyieldable,
