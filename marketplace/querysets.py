@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 
 from .choices import Role, VersionState, Visibility
+
+
+def _organizations_of(user, roles=None):
+    from .models import Membership
+
+    memberships = Membership.objects.filter(user=user)
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return memberships.values("organization")
 
 
 class IntegrationQuerySet(models.QuerySet):
@@ -21,20 +30,25 @@ class IntegrationQuerySet(models.QuerySet):
             return self.all()
         if not user.is_authenticated:
             return self.public()
-        return self.filter(Q(visibility=Visibility.PUBLIC) | Q(owner__memberships__user=user)).distinct()
+        # A subquery, not a join: no duplicate rows, so listings need no DISTINCT.
+        return self.filter(Q(visibility=Visibility.PUBLIC) | Q(owner__in=_organizations_of(user)))
 
     def editable_by(self, user):
         """What a user may change: everything for superusers, else the integrations of
         organizations where they are owner or publisher."""
+        if not user.is_authenticated:
+            return self.none()
         if user.is_superuser:
             return self.all()
-        return self.filter(
-            owner__memberships__user=user, owner__memberships__role__in=[Role.OWNER, Role.PUBLISHER]
-        ).distinct()
+        return self.filter(owner__in=_organizations_of(user, [Role.OWNER, Role.PUBLISHER]))
 
     def installable(self):
         """Integrations with at least one published, available version."""
-        return self.filter(versions__state=VersionState.PUBLISHED, versions__available=True).distinct()
+        from .models import IntegrationVersion
+
+        return self.filter(
+            Exists(IntegrationVersion.objects.available().filter(integration=OuterRef("pk")))
+        )
 
     def search(self, text: str):
         text = (text or "").strip()

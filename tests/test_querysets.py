@@ -83,7 +83,6 @@ def test_owners_edit_too(catalog, acme):
     assert names(Integration.objects.editable_by(owner)) == ["Acme private", "Acme public"]
 
 
-@pytest.mark.xfail(strict=True, reason="querysets.editable_by() filters memberships by AnonymousUser: TypeError")
 def test_editable_by_an_anonymous_user_is_empty(catalog):
     assert names(Integration.objects.editable_by(AnonymousUser())) == []
 
@@ -127,7 +126,6 @@ def test_for_listing_annotates_latest_number_and_instances(catalog, globex):
     assert rows["Globex public"].instance_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="installable() before for_listing() makes the annotation reuse its join")
 def test_installable_listing_still_reports_the_latest_published_number(catalog):
     row = Integration.objects.installable().for_listing().get(name="Initech public")
     assert row.latest_number == 2
