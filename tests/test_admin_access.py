@@ -117,8 +117,10 @@ def test_a_member_of_both_sides_sees_instances_of_their_integration_but_changes_
     assert page.context["has_change_permission"] is False
     assert client.post(url("instance_change", theirs.pk), {"name": "Renamed"}).status_code == 403
     assert client.post(url("instance_delete", theirs.pk), {"post": "yes"}).status_code == 403
+    client.post(url("instance_enabled", theirs.pk) + "?enabled=0")
+    client.post(url("instance_changelist"), {"action": "disable", "_selected_action": [theirs.pk]})
     theirs.refresh_from_db()
-    assert theirs.name == "Globex runs Acme's"
+    assert theirs.name == "Globex runs Acme's" and theirs.enabled
 
 
 def test_foreign_key_choices_are_limited_to_the_publishers_organizations(client, publisher, catalog, acme, globex):

@@ -103,16 +103,43 @@ def test_a_refused_attachment_is_a_field_error(logged_in, integration):
     assert not Attachment.objects.exists()
 
 
+def test_a_late_refusal_lands_on_the_field_the_service_names(db):
+    """What the console does when a service refuses after the form validated."""
+    from marketplace.admin.forms import IntegrationForm
+    from marketplace.admin.saving import with_refusal
+
+    form_class = with_refusal(IntegrationForm, {"icon": ["icon must be square: got 2×1"], "__all__": ["too late"]})
+    form = form_class(data={"name": "X", "visibility": "public"})
+    form.is_valid()
+    assert form.errors["upload_icon"] == ["icon must be square: got 2×1"]
+    assert form.non_field_errors() == ["too late"]
+
+
 # --- drafts and published versions ---------------------------------------------------------
 
 
-def test_draft_content_is_edited_through_update_draft(logged_in, integration):
-    draft = factories.make_draft(integration)
-    files = {"main.lua": "function sync(ctx, input)\n  return { ok = false }\nend\n"}
-    response = post_change(logged_in, "integrationversion", draft.pk, files=json.dumps(files))
+def test_draft_files_are_edited_one_text_area_each_through_update_draft(logged_in, integration):
+    draft = factories.make_draft(integration, files={"main.lua": "-- main\n", "old.lua": "-- old\n"})
+    page = logged_in.get(url("integrationversion_change", draft.pk))
+    form = page.context["adminform"].form
+    assert (form.fields["file_0"].label, form.fields["file_1"].label) == ("main.lua", "old.lua")
+    response = logged_in.post(url("integrationversion_change", draft.pk), change_form_data(
+        page, file_0="function sync(ctx, input)\r\n  return { ok = false }\r\nend\r\n", remove_1="on",
+        new_file_path="lib/util.lua", new_file_source="return {}\n",
+    ))
     assert response.status_code == 302
     draft.refresh_from_db()
-    assert draft.files == files
+    assert draft.files == {
+        "main.lua": "function sync(ctx, input)\n  return { ok = false }\nend\n", "lib/util.lua": "return {}\n",
+    }
+
+
+def test_manifest_is_edited_as_json(logged_in, integration):
+    draft = factories.make_draft(integration)
+    manifest = {**draft.manifest, "title": "Printer sync 2"}
+    assert post_change(logged_in, "integrationversion", draft.pk, manifest=json.dumps(manifest)).status_code == 302
+    draft.refresh_from_db()
+    assert draft.manifest["title"] == "Printer sync 2"
 
 
 def test_a_bundle_the_service_refuses_is_shown_on_the_field_and_nothing_is_kept(logged_in, integration):
@@ -120,10 +147,10 @@ def test_a_bundle_the_service_refuses_is_shown_on_the_field_and_nothing_is_kept(
     before = (dict(draft.manifest), dict(draft.files))
     response = post_change(
         logged_in, "integrationversion", draft.pk,
-        manifest=json.dumps({"name": "changed"}), files=json.dumps({"../escape.lua": "x = 1"}),
+        manifest=json.dumps({"name": "changed"}), new_file_path="../escape.lua", new_file_source="x = 1",
     )
     assert response.status_code == 200
-    assert form_errors(response)["files"] == ["files.../escape.lua: '../escape.lua' is not a plain relative path"]
+    assert form_errors(response)["new_file_path"] == ["'../escape.lua' is not a plain relative path"]
     draft.refresh_from_db()
     assert (draft.manifest, draft.files) == before
 
@@ -196,7 +223,7 @@ def test_reconfiguring_keeps_a_masked_secret_and_validates_config(logged_in, ins
 
     response = post_change(logged_in, "instance", instance.pk, config_values=json.dumps({**config, "interval": 0}))
     assert response.status_code == 200
-    assert any("0 is less than the minimum of 1" in e for e in form_errors(response)["config_values"])
+    assert form_errors(response)["config_values"] == ["config.interval: 0 is less than the minimum of 1"]
 
 
 def test_rebinding_a_resource_to_a_device_of_the_wrong_kind_is_a_field_error(logged_in, instance, acme):
@@ -213,6 +240,11 @@ def test_enable_disable_actions_and_uninstall(logged_in, instance):
     logged_in.post(url("instance_changelist"), {"action": "enable", "_selected_action": [instance.pk]})
     instance.refresh_from_db()
     assert instance.enabled is True
+    page = logged_in.get(url("instance_change", instance.pk))
+    assert b"Disable" in page.content
+    logged_in.post(url("instance_enabled", instance.pk) + "?enabled=0")
+    instance.refresh_from_db()
+    assert instance.enabled is False
     response = logged_in.post(url("instance_delete", instance.pk), {"post": "yes"})
     assert response.status_code == 302
     assert not type(instance).objects.filter(pk=instance.pk).exists()

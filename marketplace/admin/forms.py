@@ -6,6 +6,7 @@ import json
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
 
 from ..choices import ResourceKind
 from ..models import Attachment, Device, Instance, Integration, IntegrationVersion, Organization
@@ -75,6 +76,18 @@ class IntegrationForm(forms.ModelForm):
         return upload
 
 
+class StoredFileWidget(forms.Widget):
+    """A stored file shown as its name: it is never replaced in place."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        if not value:
+            return ""
+        return format_html('<span class="junction-stored-file">{}</span>', value.name.rsplit("/", 1)[-1])
+
+    def value_from_datadict(self, data, files, name):
+        return None
+
+
 class AttachmentForm(forms.ModelForm):
     """New attachments go through ``services.media.add_attachment``; a stored file is
     never replaced in place (remove it and add another)."""
@@ -88,6 +101,7 @@ class AttachmentForm(forms.ModelForm):
         self.fields["title"].required = False
         if self.instance.pk:
             self.fields["file"].disabled = True
+            self.fields["file"].widget = StoredFileWidget()
             if "integration" in self.fields:
                 self.fields["integration"].disabled = True
 
@@ -101,22 +115,67 @@ class AttachmentForm(forms.ModelForm):
 # --- Versions -----------------------------------------------------------------------------
 
 
+class LuaSourceField(forms.CharField):
+    """Lua source from a textarea: kept verbatim (indentation, trailing newline) except
+    that the browser's CRLF line ends become LF, so re-saving changes nothing."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strip=False, required=False, widget=CodeTextarea(rows=14), **kwargs)
+
+    def to_python(self, value):
+        return super().to_python(value).replace("\r\n", "\n")
+
+
 class DraftForm(forms.ModelForm):
-    """A draft's manifest and bundle (``files``: path → Lua source) as JSON, saved by
-    ``services.drafts.update_draft``."""
+    """A draft's manifest (JSON) and its bundle, one text area per Lua file, saved by
+    ``services.drafts.update_draft``. ``for_draft`` declares the per-file fields; the
+    service's bundle errors ("files.<path>") land on the file they name."""
 
     manifest = JSONObjectField(widget=CodeTextarea(rows=24))
-    files = JSONObjectField(
-        widget=CodeTextarea(rows=24), required=False,
-        help_text='Bundle: {"main.lua": "function sync(ctx, input) ... end"}.',
-    )
+    new_file_path = forms.CharField(required=False, label="New file", help_text="Relative path, e.g. lib/util.lua.")
+    new_file_source = LuaSourceField(label="Its source")
+    file_paths: tuple[str, ...] = ()
 
     class Meta:
         model = IntegrationVersion
-        fields = ["manifest", "files"]
+        fields = ["manifest"]
 
-    def clean_files(self):
-        return self.cleaned_data.get("files") or {}
+    @classmethod
+    def for_draft(cls, draft: IntegrationVersion | None) -> type["DraftForm"]:
+        paths = tuple(sorted(draft.files)) if draft is not None else ()
+        fields: dict = {"file_paths": paths}
+        for n, path in enumerate(paths):
+            fields[f"file_{n}"] = LuaSourceField(label=path, initial=draft.files[path])
+            fields[f"remove_{n}"] = forms.BooleanField(required=False, label=f"Remove {path}")
+        return type(cls.__name__, (cls,), fields)
+
+    @classmethod
+    def file_field_names(cls) -> list[str]:
+        return [name for n in range(len(cls.file_paths)) for name in (f"file_{n}", f"remove_{n}")]
+
+    def clean(self):
+        cleaned = super().clean()
+        files = {
+            path: cleaned.get(f"file_{n}", "")
+            for n, path in enumerate(self.file_paths) if not cleaned.get(f"remove_{n}")
+        }
+        path = (cleaned.get("new_file_path") or "").strip()
+        if path:
+            if path in files:
+                self.add_error("new_file_path", f"{path} is already in the bundle; edit it above")
+            files[path] = cleaned.get("new_file_source", "")
+        elif cleaned.get("new_file_source"):
+            self.add_error("new_file_path", "give the new file a path")
+        cleaned["files"] = files
+        return cleaned
+
+    def refusal_field(self, key: str) -> str | None:
+        if key == "files":
+            return "new_file_path"
+        if key.startswith("files."):
+            path = key.removeprefix("files.")
+            return f"file_{self.file_paths.index(path)}" if path in self.file_paths else "new_file_path"
+        return None
 
 
 class PublishForm(forms.Form):
@@ -214,12 +273,12 @@ class InstanceForm(forms.ModelForm):
             )
         return type(cls.__name__, (cls,), fields)
 
+    # "config.<name>" errors go on the config box, keeping the name in the message.
+    field_aliases = {"config": "config_values"}
+
     def refusal_field(self, key: str) -> str | None:
-        # Services name fields "config.<name>" and "bindings.<alias>".
         if key.startswith("bindings."):
             return self.binding_field(key.removeprefix("bindings."))
-        if key == "config" or key.startswith("config."):
-            return "config_values"
         return None
 
     def bindings(self) -> dict:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ..exceptions import DomainError
@@ -104,6 +107,28 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
                 installs.uninstall_instance(instance=instance, user=request.user)
             except DomainError as exc:
                 report(request, exc, prefix=f"{instance.name}: ")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        instance = self.get_object(request, unquote(object_id))
+        tools = []
+        if instance is not None and self.has_change_permission(request, instance):
+            url = reverse("admin:marketplace_instance_enabled", args=[instance.pk])
+            label = "Disable" if instance.enabled else "Enable"
+            tools.append({"label": label, "url": f"{url}?enabled={0 if instance.enabled else 1}", "post": True})
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "junction_tools": tools})
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.enabled_view)
+        return [path("<path:object_id>/enabled/", view, name="marketplace_instance_enabled")] + super().get_urls()
+
+    def enabled_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        instance = self.get_object(request, unquote(object_id))
+        if instance is None:
+            raise Http404("No such instance.")
+        self._set_enabled(request, [instance], request.GET.get("enabled") == "1")
+        return HttpResponseRedirect(reverse("admin:marketplace_instance_change", args=[instance.pk]))
 
     @admin.action(description="Enable the selected instances")
     def enable(self, request, queryset):

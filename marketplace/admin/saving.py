@@ -27,26 +27,29 @@ class RefusalErrorsMixin:
     ``field_aliases["icon"]``, ``files.main.lua`` on ``files``, unknown keys on top
     (prefixed with the key, so the message still says what it is about)."""
 
+    # Set by with_refusal(). ``field_aliases`` is read from the form class, which comes
+    # after this mixin in the MRO, so the mixin must not define it.
     domain_errors: dict[str, list[str]] = {}
-    field_aliases: dict[str, str] = {}
 
-    def error_field(self, key: str) -> str | None:
-        """The form field an error key belongs to: the form's ``refusal_field(key)`` if
-        it names one, else the key's first part, through ``field_aliases``."""
+    def error_field(self, key: str) -> tuple[str | None, bool]:
+        """The form field an error key belongs to, and whether the message needs the key
+        to make sense there: the form's ``refusal_field(key)`` names the exact field;
+        else the key's first part, through ``field_aliases``."""
         custom = getattr(self, "refusal_field", None)
         field = custom(key) if custom else None
+        exact = field is not None or key == "__all__"
         if field is None:
             head = key.split(".")[0]
-            field = self.field_aliases.get(head, head)
-        return field if field in self.fields else None
+            field = getattr(self, "field_aliases", {}).get(head, head)
+            exact = exact or head == key
+        return (field if field in self.fields else None), exact
 
     def clean(self):
         cleaned = super().clean()
         for key, texts in self.domain_errors.items():
-            field = self.error_field(key)
+            field, exact = self.error_field(key)
             for text in texts:
-                plain = key == "__all__" or (field is not None and key == field) or key in self.field_aliases
-                self.add_error(field, text if plain else f"{key}: {text}")
+                self.add_error(field, text if exact else f"{key}: {text}")
         return cleaned
 
 

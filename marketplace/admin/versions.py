@@ -84,10 +84,16 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_instances=Count("instances"))
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return super().get_form(request, obj, change, form=DraftForm.for_draft(obj), **kwargs)
+
     def get_fieldsets(self, request, obj=None):
         if obj is not None and obj.is_draft and self.has_change_permission(request, obj):
+            files = DraftForm.for_draft(obj).file_field_names()
             return [
-                (None, {"fields": ["integration", "label", "manifest", "files"]}),
+                (None, {"fields": ["integration", "label", "manifest"]}),
+                *([("Lua files", {"fields": files})] if files else []),
+                ("Add a file", {"fields": ["new_file_path", "new_file_source"], "classes": ["collapse"] if files else []}),
                 ("Details", {"fields": ["checksum", "created_at", "updated_at"], "classes": ["collapse"]}),
             ]
         return [
