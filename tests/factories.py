@@ -6,11 +6,13 @@ import itertools
 import json
 import random
 import struct
+import threading
 import zlib
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from PIL import Image
 
 from marketplace.choices import ResourceKind, Role, Trigger, Visibility
@@ -223,3 +225,25 @@ def make_cache_entry(instance=None, *, organization: Organization | None = None,
         instance=instance, organization=organization or instance.organization, key=key or f"key-{next(_seq)}",
         value=value if value is not None else 1,
     )
+
+
+def in_threads(*targets):
+    """Run each target in its own thread (and database connection); return what each
+    returned or raised, in order."""
+    results = [None] * len(targets)
+
+    def run(i, target):
+        try:
+            results[i] = target()
+        except Exception as exc:  # noqa: BLE001 — handed back to the test to assert on
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    return results

@@ -1,6 +1,8 @@
 """The draft: create (empty or from the latest version), at most one, update, discard."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -9,6 +11,7 @@ from marketplace.models import IntegrationVersion
 from marketplace.services.drafts import create_draft, discard_draft, get_or_create_draft, update_draft
 
 from . import factories
+from .conftest import requires_postgres
 
 
 @pytest.fixture
@@ -203,3 +206,20 @@ def test_only_publishers_touch_drafts(request, integration, persona):
         discard_draft(draft=draft, user=user)
     draft.refresh_from_db()
     assert draft.files == factories.SAMPLE_FILES
+
+
+@requires_postgres
+@pytest.mark.postgres
+def test_racing_create_draft_gives_one_draft(transactional_db):
+    integration = factories.make_integration(factories.make_org())
+    factories.make_published(integration)
+    barrier = threading.Barrier(2)
+
+    def create():
+        barrier.wait(timeout=10)
+        return create_draft(integration=integration)
+
+    results = factories.in_threads(create, create)
+
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "IntegrationVersion"], results
+    assert integration.versions.drafts().count() == 1

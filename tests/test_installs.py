@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 
@@ -19,6 +20,7 @@ from marketplace.services.publishing import set_availability
 from marketplace.validators import SECRET_MASK
 
 from . import factories
+from .conftest import requires_postgres
 
 
 @pytest.fixture
@@ -314,3 +316,29 @@ def test_uninstall_removes_the_instance_and_what_it_owns(instance, globex):
     assert not ContainerEntry.objects.exists()
     assert list(CacheEntry.objects.all()) == [tenant_cache]
     assert Device.objects.filter(organization=globex).count() == 2
+
+
+# --- Races (PostgreSQL) -----------------------------------------------------------------------
+
+@requires_postgres
+@pytest.mark.postgres
+def test_racing_installs_under_one_name_give_one_instance(transactional_db):
+    version = factories.make_published(factories.make_integration(factories.make_org()))
+    organization = factories.make_org()
+    bindings = factories.make_bindings(organization)
+    barrier = threading.Barrier(2)
+
+    def install_one():
+        barrier.wait(timeout=10)
+        return install_version(
+            version=version, organization=organization, name="Printer", config=factories.SAMPLE_CONFIG, bindings=bindings
+        )
+
+    results = factories.in_threads(install_one, install_one)
+
+    instances = [r for r in results if isinstance(r, Instance)]
+    refusals = [r for r in results if isinstance(r, InvalidInput)]
+    assert len(instances) == 1 and len(refusals) == 1, results
+    assert list(refusals[0].errors) == ["name"]
+    assert Instance.objects.count() == 1 and ResourceBinding.objects.count() == 2
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
 
 from marketplace.choices import VersionState
 from marketplace.exceptions import Conflict, ImmutableVersion, InvalidInput, NotInstallable, PermissionDenied
@@ -242,28 +241,6 @@ def test_only_publishers_toggle_availability(request, v1, persona):
 
 # --- Races (PostgreSQL: SQLite serializes whole transactions) ----------------------------------
 
-def in_threads(*targets):
-    """Run each target in its own thread (and database connection); return what each
-    returned or raised, in order."""
-    results = [None] * len(targets)
-
-    def run(i, target):
-        try:
-            results[i] = target()
-        except Exception as exc:  # noqa: BLE001 — handed back to the test to assert on
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return results
-
-
 @requires_postgres
 @pytest.mark.postgres
 @pytest.mark.parametrize("attempt", range(3))
@@ -277,7 +254,7 @@ def test_racing_publishes_of_one_draft(transactional_db, attempt):
         barrier.wait(timeout=10)
         return publish_version(draft=IntegrationVersion.objects.get(pk=draft.pk), notes="Race")
 
-    results = in_threads(publish, publish)
+    results = factories.in_threads(publish, publish)
 
     published = [r for r in results if isinstance(r, IntegrationVersion)]
     conflicts = [r for r in results if isinstance(r, Conflict)]
@@ -312,7 +289,7 @@ def test_two_integrations_publish_at_once_without_waiting_for_each_other(transac
         b_done.set()
         return version
 
-    (version_a, b_finished_first), version_b = in_threads(publish_a, publish_b)
+    (version_a, b_finished_first), version_b = factories.in_threads(publish_a, publish_b)
 
     assert b_finished_first
     assert (version_a.number, version_b.number) == (2, 1)
