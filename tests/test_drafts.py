@@ -31,7 +31,7 @@ def test_first_draft_gets_a_starter_manifest(integration, publisher):
 
 
 def test_draft_copies_the_latest_published_version(integration, publisher):
-    factories.make_published(integration, files={"old.lua": "-- v1"}, manifest={"name": "v1"})
+    factories.make_published(integration, manifest={**factories.SAMPLE_MANIFEST, "title": "Version one"})
     v2 = factories.make_published(integration)
 
     draft = create_draft(integration=integration, user=publisher)

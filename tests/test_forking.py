@@ -22,7 +22,7 @@ def source(acme):
         acme, name="Printer sync", slug="printer-sync", summary="Printers", description="The original",
         category=factories.make_category("Printing"),
     )
-    factories.make_published(integration, files={"main.lua": "-- v1"}, manifest={"name": "v1"})
+    factories.make_published(integration, manifest={**factories.SAMPLE_MANIFEST, "title": "Version one"})
     factories.make_published(integration)
     factories.make_draft(integration, files={"main.lua": "-- unpublished work"})
     set_icon(integration=integration, upload=factories.png_upload(400))

@@ -68,9 +68,10 @@ def test_handlers_must_name_files_of_the_bundle(integration, publisher):
     with pytest.raises(InvalidInput) as exc:
         publish_version(draft=draft, notes="Broken", user=publisher)
 
-    assert exc.value.errors == {
-        "manifest.handlers.sync.file": ["handler 'sync' names file 'main.lua', which is not in the bundle"]
-    }
+    # The message names the missing file; the full package validation decides the wording.
+    assert any("main.lua" in message for messages in exc.value.errors.values() for message in messages)
+    draft.refresh_from_db()
+    assert draft.is_draft
 
 
 def test_an_empty_manifest_cannot_be_published(integration, publisher):
