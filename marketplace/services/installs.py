@@ -54,12 +54,12 @@ def _resolve_bindings(version: IntegrationVersion, organization: Organization, b
         if alias not in declared:
             errors[f"bindings.{alias}"] = [f"{alias!r} is not a resource declared by version {version.number}"]
     ids = {alias: _device_id(d) for alias, d in bindings.items()}
-    devices = Device.objects.in_bulk([pk for pk in ids.values() if isinstance(pk, int)])
+    devices = Device.objects.in_bulk([pk for pk in ids.values() if _is_id(pk)])
     resolved: dict[str, Device] = {}
     for alias, spec in declared.items():
         kind = spec.get("kind") if isinstance(spec, dict) else None
         pk = ids.get(alias)
-        device = devices.get(pk) if isinstance(pk, int) else None
+        device = devices.get(pk) if _is_id(pk) else None
         field = f"bindings.{alias}"
         if pk is None:
             errors[field] = [f"resource {alias!r} must be bound to a {kind} device"]
@@ -72,6 +72,11 @@ def _resolve_bindings(version: IntegrationVersion, organization: Organization, b
     if errors:
         raise InvalidInput(errors=errors)
     return resolved
+
+
+def _is_id(value) -> bool:
+    # bool is an int in Python: JSON ``true`` must not bind device 1.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _device_id(value):
