@@ -111,7 +111,7 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
     if extra_query:
         if not isinstance(extra_query, dict):
             raise HostError("invalid_argument", "query must be a table of names to values")
-        encoded = urlencode({str(k): _query_value(v) for k, v in extra_query.items()}, doseq=True)
+        encoded = urlencode(sorted((str(k), _query_value(v)) for k, v in extra_query.items()), doseq=True)
         query = f"{query}&{encoded}" if query else encoded
     target = quote(path, safe="/%:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
 
@@ -151,10 +151,14 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
     conn = cls(base.hostname, port, timeout=timeout)
     try:
         conn.request(method, target, body=body, headers=headers)
+        sock = conn.sock
         response = conn.getresponse()
         chunks, size = [], 0
         while True:
-            conn.sock.settimeout(max(0.001, min(timeout, remaining(deadline))))
+            if response.isclosed():
+                break
+            if sock is not None and sock.fileno() != -1:
+                sock.settimeout(max(0.001, min(timeout, remaining(deadline))))
             chunk = response.read(65536)
             if not chunk:
                 break

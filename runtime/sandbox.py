@@ -193,6 +193,7 @@ end
 
 local function kill(code, msg)
   if not killed then
+    sethook()  -- no hook while the kill is recorded; die() re-arms it
     killed = code
     local file, line = locate()
     on_kill(code, msg, file, line)

@@ -1,0 +1,269 @@
+"""ctx.device.http and ctx.device.sql against real local servers and databases."""
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from django.db import connection
+
+from runtime.dispatch import DeviceSpec, postgres_query
+
+from ..conftest import requires_postgres
+from .conftest import small_limits
+
+HTTP = {"printer": {"kind": "http"}}
+SQL = {"erp": {"kind": "sql"}}
+
+
+def http_device(server, path="", **fields) -> dict:
+    return {"printer": DeviceSpec(kind="http", base_url=server.url + path, **fields)}
+
+
+# --- aliases -------------------------------------------------------------------------------
+
+def test_an_undeclared_alias_is_refused(run_code, device_server):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("elsewhere", { path = "/" }) end',
+                       resources=HTTP, devices=http_device(device_server))
+    assert outcome.error.code == "invalid_alias"
+    assert device_server.requests == []
+
+
+def test_an_alias_of_the_wrong_kind_is_refused(run_code, sqlite_file):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("erp", {}) end', resources=SQL,
+                       devices={"erp": DeviceSpec(kind="sql", dsn=f"sqlite:///{sqlite_file}")})
+    assert outcome.error.code == "invalid_alias"
+
+
+def test_an_unbound_alias_is_refused(run_code):
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT 1") end', resources=SQL)
+    assert outcome.error.code == "unbound_alias"
+    assert "erp" in outcome.error.message
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+def test_http_get_with_query_and_headers(run_code, device_server):
+    outcome = run_code(
+        """function h(ctx, input)
+          local r = ctx.device.http("printer", { path = "/api/status", query = { a = "1 2", b = true },
+                                                headers = { ["X-Api-Key"] = ctx.config.key } })
+          return { status = r.status, path = r.json.path, key = r.json.headers["X-Api-Key"],
+                   ctype = r.headers["content-type"], method = r.json.method }
+        end""",
+        resources=HTTP, devices=http_device(device_server), config={"key": "k-1"},
+    )
+    assert outcome.result == {"status": 200, "path": "/api/status?a=1+2&b=true", "key": "k-1",
+                              "ctype": "application/json", "method": "GET"}, outcome.error
+
+
+def test_http_post_json_and_text_responses(run_code, device_server):
+    outcome = run_code(
+        """function h(ctx, input)
+          local posted = ctx.device.http("printer", { method = "POST", path = "/orders", json = { id = 7 } })
+          local text = ctx.device.http("printer", { path = "/text" })
+          return { body = posted.json.body, ctype = posted.json.headers["Content-Type"],
+                   status = text.status, text = text.body, json = text.json == nil, thing = text.headers["x-thing"] }
+        end""",
+        resources=HTTP, devices=http_device(device_server),
+    )
+    assert outcome.result == {"body": '{"id":7}', "ctype": "application/json", "status": 201, "text": "héllo",
+                              "json": True, "thing": "1"}, outcome.error
+
+
+def test_http_sends_the_devices_headers_and_credentials(run_code, device_server):
+    devices = http_device(device_server, headers={"X-Site": "HQ"}, credentials={"token": "secret-token"})
+    outcome = run_code(
+        'function h(ctx, input) local r = ctx.device.http("printer", {}) return r.status end',
+        resources=HTTP, devices=devices,
+    )
+    assert outcome.result == 200
+    headers = device_server.requests[0]["headers"]
+    assert headers["X-Site"] == "HQ" and headers["Authorization"] == "Bearer secret-token"
+
+
+def test_http_paths_are_joined_under_the_base_path(run_code, device_server):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { path = "status" }).json.path end',
+                       resources=HTTP, devices=http_device(device_server, "/api/v1/"))
+    assert outcome.result == "/api/v1/status"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../admin", "/a/%2e%2e/b", "http://evil.example/x", "//evil.example/x", "/a b", "/a\r\nHost: x", "/a#frag"],
+)
+def test_http_paths_cannot_leave_the_device(run_code, device_server, path):
+    outcome = run_code(f"function h(ctx, input) return ctx.device.http('printer', {{ path = [[{path}]] }}) end",
+                       resources=HTTP, devices=http_device(device_server, "/api"))
+    assert outcome.error.code == "invalid_argument"
+    assert device_server.requests == []
+
+
+def test_http_redirects_to_another_origin_are_not_followed(run_code, device_server, other_origin):
+    outcome = run_code(
+        """function h(ctx, input)
+          local r = ctx.device.http("printer", { path = "/redirect" })
+          return { status = r.status, location = r.headers.location }
+        end""",
+        resources=HTTP, devices=http_device(device_server),
+    )
+    assert outcome.result == {"status": 302, "location": f"{other_origin.url}/steal"}
+    assert other_origin.requests == []
+
+
+def test_http_refuses_platform_headers(run_code, device_server):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { headers = { Host = "evil" } }) end',
+                       resources=HTTP, devices=http_device(device_server))
+    assert outcome.error.code == "invalid_argument"
+
+
+def test_http_response_size_is_capped(run_code, device_server):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { path = "/big" }).status end',
+                       resources=HTTP, devices=http_device(device_server),
+                       limits=small_limits(http_response_bytes=100_000))
+    assert outcome.error.code == "response_too_large"
+
+
+def test_http_request_timeout_is_an_http_error(run_code, device_server):
+    outcome = run_code(
+        """function h(ctx, input)
+          local ok, err = pcall(ctx.device.http, "printer", { path = "/slow", timeout = 200 })
+          return err
+        end""",
+        resources=HTTP, devices=http_device(device_server),
+    )
+    assert outcome.result == "main.lua:2: http_error: GET /slow: timed out"
+
+
+def test_time_inside_http_counts_against_the_run_deadline(run_code, device_server):
+    outcome = run_code('function h(ctx, input) pcall(ctx.device.http, "printer", { path = "/slow" }) return 1 end',
+                       resources=HTTP, devices=http_device(device_server), limits=small_limits(timeout_ms=300))
+    assert outcome.error.code == "timeout"
+
+
+def test_an_unreachable_device_is_an_http_error(run_code):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", {}) end', resources=HTTP,
+                       devices={"printer": DeviceSpec(kind="http", base_url="http://127.0.0.1:9/")})
+    assert outcome.error.code == "http_error"
+
+
+# --- SQL on SQLite -------------------------------------------------------------------------
+
+def sqlite_device(path) -> dict:
+    return {"erp": DeviceSpec(kind="sql", dsn=f"sqlite:///{path}")}
+
+
+def test_sql_reads_rows_with_parameters(run_code, sqlite_file):
+    outcome = run_code(
+        'function h(ctx, input) return ctx.device.sql("erp", "SELECT id, state, total FROM orders WHERE state = ? ORDER BY id", { "open" }) end',
+        resources=SQL, devices=sqlite_device(sqlite_file), permissions=["device.sql.read"],
+    )
+    assert outcome.result == [{"id": 1, "state": "open", "total": 9.5}, {"id": 3, "state": "open", "total": 12.25}]
+
+
+def test_sql_is_read_only_without_the_write_permission(run_code, sqlite_file):
+    outcome = run_code('function h(ctx, input) ctx.device.sql("erp", "DELETE FROM orders", {}) end',
+                       resources=SQL, devices=sqlite_device(sqlite_file), permissions=["device.sql.read"])
+    assert outcome.error.code == "permission_denied"
+    assert "'device.sql.write'" in outcome.error.message
+    import sqlite3
+
+    assert sqlite3.connect(sqlite_file).execute("SELECT count(*) FROM orders").fetchone() == (3,)
+
+
+def test_sql_writes_with_the_write_permission(run_code, sqlite_file):
+    outcome = run_code(
+        """function h(ctx, input)
+          ctx.device.sql("erp", "INSERT INTO orders (id, state) VALUES (?, ?)", { 4, "new" })
+          return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n
+        end""",
+        resources=SQL, devices=sqlite_device(sqlite_file), permissions=["device.sql.read", "device.sql.write"],
+    )
+    assert outcome.result == 4, outcome.error
+
+
+@pytest.mark.parametrize("statement", ["ATTACH DATABASE '/tmp/x.sqlite3' AS x", "PRAGMA query_only = OFF"])
+def test_sql_refuses_statements_that_widen_access(run_code, sqlite_file, statement):
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "{statement}") end',
+                       resources=SQL, devices=sqlite_device(sqlite_file))
+    assert outcome.error.code == "sql_error"
+
+
+def test_sql_row_count_is_capped(run_code, sqlite_file):
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT * FROM orders") end',
+                       resources=SQL, devices=sqlite_device(sqlite_file), limits=small_limits(sql_max_rows=2))
+    assert outcome.error.code == "too_many_rows"
+
+
+def test_sql_errors_are_plain_messages(run_code, sqlite_file):
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT nope FROM orders") end',
+                       resources=SQL, devices=sqlite_device(sqlite_file))
+    assert outcome.error.code == "sql_error"
+    assert "no such column" in outcome.error.message
+
+
+def test_a_long_query_is_stopped_by_the_deadline(run_code, sqlite_file):
+    outcome = run_code(
+        """function h(ctx, input)
+          return ctx.device.sql("erp", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+        end""",
+        resources=SQL, devices=sqlite_device(sqlite_file), limits=small_limits(timeout_ms=300),
+    )
+    assert outcome.error.code == "timeout"
+
+
+def test_placeholders_are_translated_for_postgres_outside_quotes():
+    assert postgres_query("SELECT '?', \"a?\" FROM t WHERE a = ? AND b LIKE '5%'") == (
+        "SELECT '?', \"a?\" FROM t WHERE a = %s AND b LIKE '5%%'"
+    )
+
+
+# --- SQL on PostgreSQL ---------------------------------------------------------------------
+
+@pytest.fixture
+def postgres_table(db):
+    """A committed table in the test database, reached through its own DSN like a device."""
+    s = connection.settings_dict
+    dsn = f"postgresql://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    table = f"erp_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, state text, total numeric(8,2), at timestamptz)")
+        conn.execute(f"INSERT INTO {table} VALUES (1, 'open', 9.50, '2026-01-02T03:04:05Z'), (2, 'closed', 3, NULL)")
+    yield dsn, table
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {table}")
+
+
+@requires_postgres
+def test_postgres_reads(run_code, postgres_table):
+    dsn, table = postgres_table
+    outcome = run_code(
+        f'function h(ctx, input) return ctx.device.sql("erp", "SELECT id, state, total, at FROM {table} WHERE id = ?", {{ 1 }}) end',
+        resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"],
+    )
+    assert outcome.result == [{"id": 1, "state": "open", "total": 9.5, "at": "2026-01-02T03:04:05+00:00"}], outcome.error
+
+
+@requires_postgres
+def test_postgres_is_read_only_without_the_write_permission(run_code, postgres_table):
+    dsn, table = postgres_table
+    outcome = run_code(f'function h(ctx, input) ctx.device.sql("erp", "DELETE FROM {table}") end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+    assert outcome.error.code == "permission_denied"
+    assert "'device.sql.write'" in outcome.error.message
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (2,)
+
+
+@requires_postgres
+def test_postgres_writes_with_the_write_permission(run_code, postgres_table):
+    dsn, table = postgres_table
+    outcome = run_code(
+        f"""function h(ctx, input)
+          ctx.device.sql("erp", "INSERT INTO {table} (id, state) VALUES (?, ?)", {{ 3, "new" }})
+          return ctx.device.sql("erp", "SELECT count(*) AS n FROM {table}")[1].n
+        end""",
+        resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)},
+        permissions=["device.sql.read", "device.sql.write"],
+    )
+    assert outcome.result == 3, outcome.error
