@@ -15,6 +15,7 @@ from ..exceptions import InvalidInput
 from ..models import Attachment, Integration
 from ..signals import delete_file_on_commit
 from ..validators import attachment_content_type, validate_attachment, validate_icon
+from .common import full_clean
 
 
 def make_thumbnail(data: bytes) -> bytes:
@@ -63,13 +64,16 @@ def add_attachment(*, integration: Integration, upload, title: str = "", user=No
         validate_attachment(upload)
     except ValidationError as exc:
         raise InvalidInput(exc.messages[0], field="file") from None
+    title_length = Attachment._meta.get_field("title").max_length
     attachment = Attachment(
         integration=integration,
-        title=(title or "").strip() or upload.name,
+        # A title taken from a long file name is shortened; a long title given is refused below.
+        title=(title or "").strip() or upload.name[:title_length],
         content_type=attachment_content_type(upload.name),
         size=upload.size,
         uploaded_by=user if user is not None and user.is_authenticated else None,
     )
+    full_clean(attachment, exclude=["file"])
     attachment.file.save(upload.name, upload, save=False)
     with removed_on_error([attachment.file]):
         attachment.save()
