@@ -201,6 +201,22 @@ def test_attachment_size_cap(integration, publisher, settings, media_root):
     assert add_attachment(integration=integration, upload=factories.upload("ok.pdf", data[:100]), user=publisher).size == 100
 
 
+def test_a_title_from_a_long_file_name_is_shortened(integration, publisher):
+    name = "a" * 230 + ".pdf"  # file names may be 255 characters long, titles 200
+    attachment = add_attachment(integration=integration, upload=factories.upload(name, factories.pdf_bytes()), user=publisher)
+    assert Attachment.objects.get(pk=attachment.pk).title == name[:200]
+
+
+def test_a_long_title_is_refused(integration, publisher, media_root):
+    with pytest.raises(InvalidInput) as exc:
+        add_attachment(
+            integration=integration, upload=factories.upload("manual.pdf", factories.pdf_bytes()), title="t" * 201,
+            user=publisher,
+        )
+    assert list(exc.value.errors) == ["title"]
+    assert not Attachment.objects.exists() and files_under(media_root) == []
+
+
 def test_remove_attachment_deletes_its_file(integration, publisher, media_root, django_capture_on_commit_callbacks):
     attachment = factories.make_attachment(integration)
 
