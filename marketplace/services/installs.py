@@ -79,6 +79,15 @@ def _is_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_name(name: str) -> str:
+    """The instance name's own rules (its length), checked before anything is written."""
+    try:
+        Instance._meta.get_field("name").run_validators(name)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="name") from None
+    return name
+
+
 def _device_id(value):
     if isinstance(value, Device):
         return value.pk
@@ -114,7 +123,7 @@ def install_version(
     # Lock the version: a concurrent "mark unavailable" cannot slip in between check and insert.
     version = IntegrationVersion.objects.select_for_update().select_related("integration").get(pk=version.pk)
     _check_installable(version)
-    name = (name or "").strip() or version.integration.name
+    name = _check_name((name or "").strip() or version.integration.name)
     if Instance.objects.filter(organization=organization, name=name).exists():
         raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name")
     plain, secret = _resolve_config(version, config)
@@ -148,6 +157,7 @@ def reconfigure_instance(
         name = name.strip()
         if not name:
             raise InvalidInput("a name is required", field="name")
+        _check_name(name)
         if Instance.objects.filter(organization=instance.organization, name=name).exclude(pk=instance.pk).exists():
             raise InvalidInput(f"{instance.organization} already has an instance named {name!r}", field="name")
         instance.name = name
