@@ -166,6 +166,18 @@ def test_instance_names_are_unique_per_organization(v1, globex, acme, bindings):
     assert install(v1, acme, name="Printer", bindings=factories.make_bindings(acme)).organization == acme
 
 
+def test_a_long_instance_name_is_refused(v1, globex, bindings, instance):
+    with pytest.raises(InvalidInput) as exc:
+        install(v1, globex, name="n" * 121, bindings=bindings)
+    assert exc.value.errors == {"name": ["Ensure this value has at most 120 characters (it has 121)."]}
+
+    with pytest.raises(InvalidInput) as exc:
+        reconfigure_instance(instance=instance, name="n" * 121)
+    assert list(exc.value.errors) == ["name"]
+    assert counts() == (1, 2)
+    assert Instance.objects.get().name == "Printer"
+
+
 def test_config_and_bindings_errors_write_nothing(v1, globex, printer):
     with pytest.raises(InvalidInput):
         install(v1, globex, config={"site": "Plant 1"}, bindings={"my-printer": printer})
