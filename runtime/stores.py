@@ -201,16 +201,13 @@ class DjangoStore(Store):
     def container_set(self, container, key, value):
         from marketplace.models import ContainerEntry
 
-        for attempt in range(2):
-            try:
-                with transaction.atomic():
-                    ContainerEntry.objects.update_or_create(
-                        instance_id=self.instance_id, container=container, key=key, defaults={"value": value}
-                    )
-                return
-            except IntegrityError:
-                if attempt:
-                    raise
+        # One INSERT … ON CONFLICT DO UPDATE: no race between concurrent runs.
+        ContainerEntry.objects.bulk_create(
+            [ContainerEntry(instance_id=self.instance_id, container=container, key=key, value=value)],
+            update_conflicts=True,
+            unique_fields=["instance", "container", "key"],
+            update_fields=["value", "updated_at"],
+        )
 
     def container_list(self, container, limit):
         from marketplace.models import ContainerEntry
