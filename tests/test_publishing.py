@@ -138,6 +138,15 @@ def test_published_content_cannot_change_through_save(v1, field, value):
     )
 
 
+def test_a_published_version_cannot_move_to_another_integration(v1, acme):
+    version = IntegrationVersion.objects.get(pk=v1.pk)
+    version.integration = factories.make_integration(acme)
+    with pytest.raises(ImmutableVersion) as exc:
+        version.save()
+    assert list(exc.value.errors) == ["integration_id"]
+    assert IntegrationVersion.objects.get(pk=v1.pk).integration_id == v1.integration_id
+
+
 def test_changes_made_in_place_are_caught(v1):
     version = IntegrationVersion.objects.get(pk=v1.pk)
     version.manifest["title"] = "Changed in place"
