@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from .. import access
 from ..exceptions import Conflict, ImmutableVersion, InvalidInput
 from ..models import Integration, IntegrationVersion
+from ..validators import contains_nul
 
 
 def starter_manifest(integration: Integration) -> dict:
@@ -32,10 +33,12 @@ def check_bundle(files) -> dict[str, str]:
         raise InvalidInput(f"a bundle holds at most {settings.JUNCTION_BUNDLE_MAX_FILES} files", field="files")
     for path, source in files.items():
         pure = PurePosixPath(path)
-        if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or path != str(pure):
+        if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or "\x00" in path or path != str(pure):
             raise InvalidInput(f"{path!r} is not a plain relative path", field=f"files.{path}")
         if not isinstance(source, str):
             raise InvalidInput("file content must be text", field=f"files.{path}")
+        if "\x00" in source:
+            raise InvalidInput("file content must be text: it contains a NUL character", field=f"files.{path}")
         if len(source.encode()) > settings.JUNCTION_BUNDLE_MAX_FILE_BYTES:
             raise InvalidInput(
                 f"file is larger than {settings.JUNCTION_BUNDLE_MAX_FILE_BYTES:,} bytes", field=f"files.{path}"
@@ -81,6 +84,8 @@ def update_draft(
     if manifest is not None:
         if not isinstance(manifest, dict):
             raise InvalidInput("manifest must be a JSON object", field="manifest")
+        if contains_nul(manifest):
+            raise InvalidInput("manifest must not contain NUL characters", field="manifest")
         draft.manifest = manifest
     if files is not None:
         draft.files = check_bundle(files)
