@@ -8,7 +8,7 @@ from django.utils import timezone
 from .. import access
 from ..exceptions import Conflict, InvalidInput, NotInstallable
 from ..models import Device, Instance, IntegrationVersion, Organization, ResourceBinding
-from ..validators import SECRET_MASK, secret_fields, validate_config
+from ..validators import SECRET_MASK, contains_nul, secret_fields, validate_config
 
 
 def _check_installable(version: IntegrationVersion) -> None:
@@ -25,6 +25,8 @@ def _resolve_config(version: IntegrationVersion, values, previous_secrets: dict 
         values = {}
     if not isinstance(values, dict):
         raise InvalidInput("config must be a JSON object", field="config")
+    if contains_nul(values):
+        raise InvalidInput("config must not contain NUL characters", field="config")
     schema = version.config_schema
     secrets = secret_fields(schema)
     merged = dict(values)
