@@ -141,6 +141,28 @@ def test_bundle_content_must_be_text_within_caps(integration, publisher, setting
     assert list(exc.value.errors) == ["files"]
 
 
+def test_nul_characters_are_refused(integration, publisher):
+    """PostgreSQL stores no U+0000 in jsonb: refused as input, not a failed save."""
+    draft = factories.make_draft(integration)
+
+    with pytest.raises(InvalidInput) as exc:
+        update_draft(draft=draft, files={"main.lua": "a\x00b"}, user=publisher)
+    assert exc.value.errors == {"files.main.lua": ["file content must be text: it contains a NUL character"]}
+
+    with pytest.raises(InvalidInput) as exc:
+        update_draft(draft=draft, files={"ma\x00in.lua": "-- x"}, user=publisher)
+    assert list(exc.value.errors) == ["files.ma\x00in.lua"]
+
+    with pytest.raises(InvalidInput) as exc:
+        update_draft(draft=draft, manifest={"handlers": {"sync": {"file": ["main\x00.lua"]}}}, user=publisher)
+    assert exc.value.errors == {"manifest": ["manifest must not contain NUL characters"]}
+
+    # The two characters backslash-zero, or an escape in Lua source, are ordinary text.
+    update_draft(draft=draft, files={"main.lua": 'local nul = "\\0" -- \\u0000'}, user=publisher)
+    draft.refresh_from_db()
+    assert draft.files == {"main.lua": 'local nul = "\\0" -- \\u0000'}
+
+
 def test_manifest_must_be_an_object(integration, publisher):
     draft = factories.make_draft(integration)
     with pytest.raises(InvalidInput) as exc:

@@ -99,6 +99,13 @@ def test_config_is_validated_against_the_config_schema(v1, globex, bindings, con
     assert counts() == before
 
 
+def test_nul_characters_in_config_are_refused(v1, globex, bindings):
+    with pytest.raises(InvalidInput) as exc:
+        install(v1, globex, config={"site": "Plant\x001", "apiKey": "k"}, bindings=bindings)
+    assert exc.value.errors == {"config": ["config must not contain NUL characters"]}
+    assert counts() == (0, 0)
+
+
 def test_every_declared_resource_must_be_bound(v1, globex, printer):
     before = counts()
 
