@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from marketplace.models import (
     ApiSchema,
@@ -66,6 +67,20 @@ def test_summary_lists_instances_first_and_counts_right(doomed, acme, globex):
     assert {label: summary.counts[label] for label in expected} == expected
     assert list(summary.counts)[0] == "installed instances"
     assert summary.lines[0] == "2 installed instances"
+
+
+def test_summary_queries_do_not_grow_with_instances(doomed, acme):
+    def queries_for_summary() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            summary = deletion_summary(doomed)
+            [(i.organization.name, i.version.label) for i in summary.instances]  # what the confirmation page shows
+        return len(captured)
+
+    before = queries_for_summary()
+    for _ in range(3):
+        factories.make_instance(doomed.latest_published(), factories.make_org())
+    # One query for the instances (organization and version joined), one count per line.
+    assert queries_for_summary() == before
 
 
 def test_summary_leaves_out_what_is_not_there(acme):
