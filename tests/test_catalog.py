@@ -1,6 +1,8 @@
 """create_integration: names unique per organization, slugs generated and unique."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -10,6 +12,7 @@ from marketplace.models import Integration
 from marketplace.services.catalog import create_integration
 
 from . import factories
+from .conftest import requires_postgres
 
 
 def test_publisher_creates_an_integration_without_versions(acme, publisher):
@@ -94,3 +97,22 @@ def test_only_publishers_of_the_organization_create(request, acme, persona):
 
 def test_superuser_creates_for_any_organization(acme, admin_user):
     assert create_integration(organization=acme, name="By root", user=admin_user).owner == acme
+
+
+@requires_postgres
+@pytest.mark.postgres
+def test_racing_creates_under_one_name_give_one_integration(transactional_db):
+    organization = factories.make_org()
+    barrier = threading.Barrier(2)
+
+    def create():
+        barrier.wait(timeout=10)
+        return create_integration(organization=organization, name="Printer sync")
+
+    results = factories.in_threads(create, create)
+
+    created = [r for r in results if isinstance(r, Integration)]
+    refused = [r for r in results if isinstance(r, InvalidInput)]
+    assert len(created) == 1 and len(refused) == 1, results
+    assert list(refused[0].errors) == ["name"]
+    assert Integration.objects.filter(owner=organization).count() == 1
