@@ -20,7 +20,7 @@ def organizations_of(user, roles=ALL_ROLES):
 
 
 def has_role(user, organization: Organization, roles=ALL_ROLES) -> bool:
-    if user is None:
+    if user is None or not user.is_authenticated:
         return False
     if user.is_superuser:
         return True

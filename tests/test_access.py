@@ -242,7 +242,6 @@ def test_require_visible(world, outsider):
         access.require_visible(AnonymousUser(), world.integration)
 
 
-@pytest.mark.xfail(strict=True, reason="access.has_role() filters Membership by AnonymousUser: TypeError")
 def test_an_anonymous_user_is_refused_not_crashed(acme):
     with pytest.raises(PermissionDenied):
         create_integration(organization=acme, name="Anonymous", user=AnonymousUser())
