@@ -133,11 +133,18 @@ class Report:
         }
 
     def error_dict(self) -> dict[str, list[str]]:
-        """Errors keyed by location (``handlers.sync.file``, ``main.lua:3``), the shape of
-        ``DomainError.errors``."""
+        """Errors in the shape of ``DomainError.errors``, keyed like the draft's fields:
+        ``manifest.<path>`` for a manifest place, ``<file>:<line>`` (or ``<file>``) for code,
+        ``__all__`` when neither applies."""
         out: dict[str, list[str]] = {}
         for issue in self.errors:
-            out.setdefault(issue.location or "__all__", []).append(f"[{issue.code}] {issue.message}")
+            if issue.file:
+                key = issue.location
+            elif issue.path:
+                key = f"manifest.{issue.path}"
+            else:
+                key = "__all__" if issue.code not in ("manifest_json", "manifest_missing") else "manifest"
+            out.setdefault(key, []).append(issue.message)
         return out
 
     def as_text(self) -> str:

@@ -131,7 +131,7 @@ def _check_handlers(manifest: dict, files: dict, analyses: dict, report: Report)
         base = f"handlers.{name}"
         file = spec["file"]
         if file not in files:
-            report.add("handler_file_missing", f"handler {name!r} names {file!r}, which is not in the bundle", path=f"{base}.file")
+            report.add("handler_file_missing", f"handler {name!r} names file {file!r}, which is not in the bundle", path=f"{base}.file")
             continue
         function = spec.get("function")
         if not isinstance(function, str) or not function:

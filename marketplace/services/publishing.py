@@ -9,24 +9,21 @@ from .. import access
 from ..choices import VersionState
 from ..exceptions import Conflict, InvalidInput
 from ..models import Integration, IntegrationVersion
+from ..packaging.validation import validate_version
 from .drafts import check_bundle
 
 
 def check_publishable(draft: IntegrationVersion) -> None:
-    """The minimum a version must satisfy to be published: a manifest object whose
-    handlers point at files of the bundle."""
+    """A version may be published only when validation finds no errors (warnings are fine).
+    Raises InvalidInput whose ``errors`` carry every error of the validation report, keyed by
+    where it is: ``manifest.<path>`` for the manifest (``manifest.handlers.sync.schedule``),
+    ``<file>:<line>`` for code (``main.lua:3``)."""
     if not isinstance(draft.manifest, dict) or not draft.manifest:
         raise InvalidInput("the draft has no manifest", field="manifest")
     check_bundle(draft.files)
-    handlers = draft.manifest.get("handlers") or {}
-    if not isinstance(handlers, dict):
-        raise InvalidInput("handlers must be an object", field="manifest.handlers")
-    for name, spec in handlers.items():
-        file = spec.get("file") if isinstance(spec, dict) else None
-        if file not in draft.files:
-            raise InvalidInput(
-                f"handler {name!r} names file {file!r}, which is not in the bundle", field=f"manifest.handlers.{name}.file"
-            )
+    report = validate_version(draft)
+    if not report.valid:
+        raise InvalidInput(errors=report.error_dict())
 
 
 @transaction.atomic
