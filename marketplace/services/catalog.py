@@ -45,7 +45,9 @@ def create_integration(
         owner=organization, name=name, slug=slug or unique_slug(name), summary=summary,
         description=description, category=category, visibility=visibility,
     )
-    full_clean(integration)
+    # Uniqueness is checked above with the domain's messages, and the constraints back it up
+    # below; full_clean's own unique checks would turn a lost race into a '__all__' error.
+    full_clean(integration, validate_unique=False, validate_constraints=False)
     try:
         with transaction.atomic():
             integration.save()
