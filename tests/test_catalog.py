@@ -114,5 +114,5 @@ def test_racing_creates_under_one_name_give_one_integration(transactional_db):
     created = [r for r in results if isinstance(r, Integration)]
     refused = [r for r in results if isinstance(r, InvalidInput)]
     assert len(created) == 1 and len(refused) == 1, results
-    assert list(refused[0].errors) == ["name"]
+    assert list(refused[0].errors) == ["name"], refused[0].errors
     assert Integration.objects.filter(owner=organization).count() == 1
