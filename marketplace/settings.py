@@ -233,6 +233,34 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Runtime: running installed handlers (runtime/) --------------------------------------
+# Handler runs go to their own queue so untrusted work never delays the dispatcher tick.
+CELERY_TASK_ROUTES = {"runtime.tasks.run_handler_task": {"queue": "handlers"}}
+# A worker killed mid-run (memory, hard limit, crash) gives its message back; the run's
+# pickup count (HandlerRun.starts) stops it from being redelivered forever.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Above the sandbox's own maximum run time, far below the broker visibility timeout (3600 s).
+# (runtime/limits.py caps a handler at JUNCTION_RUNTIME_MAX_TIMEOUT_MS, 60 s by default.)
+JUNCTION_RUN_SOFT_TIME_LIMIT = env_int("JUNCTION_RUN_SOFT_TIME_LIMIT", 90)
+JUNCTION_RUN_TIME_LIMIT = env_int("JUNCTION_RUN_TIME_LIMIT", 120)
+CELERY_TASK_SOFT_TIME_LIMIT = JUNCTION_RUN_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = JUNCTION_RUN_TIME_LIMIT
+# Recycle worker processes: untrusted code cannot leak memory across many runs.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512_000)  # KiB
+JUNCTION_RUN_MAX_STARTS = env_int("JUNCTION_RUN_MAX_STARTS", 3)  # pickups before "worker_lost"
+# Timers: one beat entry ticks the dispatcher; it claims due TimerSchedule rows in batches.
+JUNCTION_DISPATCH_EVERY_SECONDS = env_int("JUNCTION_DISPATCH_EVERY_SECONDS", 1)
+JUNCTION_DISPATCH_BATCH = env_int("JUNCTION_DISPATCH_BATCH", 1000)
+JUNCTION_DISPATCH_MAX_SECONDS = env_int("JUNCTION_DISPATCH_MAX_SECONDS", 20)
+JUNCTION_TIMER_MIN_SECONDS = env_int("JUNCTION_TIMER_MIN_SECONDS", 1)
+JUNCTION_RETRY_MAX_ATTEMPTS = 10
+JUNCTION_RETRY_MAX_DELAY_SECONDS = 3600
+JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered item ids per polling timer
+JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
+JUNCTION_HOUSEKEEPING_EVERY_SECONDS = 3600
+JUNCTION_RUN_RETENTION_DAYS = env_int("JUNCTION_RUN_RETENTION_DAYS", 30)
+
 # --- Runtime: the Lua sandbox and ctx (runtime/sandbox.py, limits.py, ctx.py) -----------------
 # A handler's manifest `limits` (timeoutMs, memoryMb, instructions) are capped by the maxima;
 # handlers without them get the defaults. The other caps apply to every run.

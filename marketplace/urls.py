@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("hooks/", include("runtime.urls")),  # per-instance webhooks: /hooks/<token>/<event>
     path("", include("marketplace.web_urls")),
 ]
 

@@ -54,8 +54,15 @@ def deletion_summary(integration: Integration) -> DeletionSummary:
             "container entries": ContainerEntry.objects.filter(instance__version__integration=integration).count(),
             "cache entries": CacheEntry.objects.filter(instance__version__integration=integration).count(),
             "handler runs": HandlerRun.objects.filter(instance__version__integration=integration).count(),
+            "timer schedules": _timer_schedules(integration),
         },
     )
+
+
+def _timer_schedules(integration: Integration) -> int:
+    from runtime.models import TimerSchedule  # the runtime app builds on marketplace
+
+    return TimerSchedule.objects.filter(instance__version__integration=integration).count()
 
 
 @transaction.atomic

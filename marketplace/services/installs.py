@@ -11,6 +11,13 @@ from ..models import Device, Instance, IntegrationVersion, Organization, Resourc
 from ..validators import SECRET_MASK, contains_nul, secret_fields, validate_config
 
 
+def _runtime():
+    # The runtime app builds on marketplace; imported late so marketplace loads on its own.
+    from runtime import lifecycle, schedules
+
+    return lifecycle, schedules
+
+
 def _check_installable(version: IntegrationVersion) -> None:
     if not version.is_published:
         raise NotInstallable("a draft cannot be installed; publish it first", field="version")
@@ -140,6 +147,7 @@ def install_version(
     except IntegrityError:
         raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name")
     _replace_bindings(instance, resolved)
+    _runtime()[1].sync_schedules(instance)
     return instance
 
 
@@ -168,6 +176,7 @@ def reconfigure_instance(
     if bindings is not None:
         _replace_bindings(instance, _resolve_bindings(instance.version, instance.organization, bindings))
     instance.save()
+    _runtime()[1].sync_schedules(instance)
     return instance
 
 
@@ -196,6 +205,7 @@ def upgrade_instance(
     instance.version, instance.config, instance.secret_config = version, plain, secret
     instance.save()
     _replace_bindings(instance, resolved)
+    _runtime()[1].sync_schedules(instance)
     return instance
 
 
@@ -207,14 +217,16 @@ def set_instance_enabled(*, instance: Instance, enabled: bool, user=None) -> Ins
     if instance.enabled != enabled:
         instance.enabled = enabled
         instance.save(update_fields=["enabled"])
+    _runtime()[1].sync_schedules(instance)
     return instance
 
 
 @transaction.atomic
 def uninstall_instance(*, instance: Instance, user=None) -> None:
-    """Remove an instance with its bindings, storage, cache and runs."""
+    """Remove an instance with its bindings, storage, cache, runs and timer schedules."""
     access.require_role(user, instance.organization)
-    _locked(instance).delete()
+    instance = _locked(instance)
+    instance.delete()
 
 
 def touch_last_run(instance_id: int) -> None:

@@ -1,0 +1,78 @@
+"""Admin for the runtime's tables: installed timers (with "run now") and the ids polling
+timers remember. Actions call the runtime's functions, as the API and CLI do."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from marketplace.exceptions import DomainError
+
+from .models import SeenItem, TimerSchedule
+from .runs import run_timer_now
+
+
+class ScheduleKindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("every", "Every (period)"), ("cron", "Cron")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "every":
+            return queryset.filter(every_seconds__isnull=False)
+        if self.value() == "cron":
+            return queryset.exclude(cron="")
+        return queryset
+
+
+@admin.register(TimerSchedule)
+class TimerScheduleAdmin(admin.ModelAdmin):
+    list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled"]
+    list_filter = ["enabled", ScheduleKindFilter, "timezone", "instance__organization"]
+    search_fields = ["handler", "instance__name", "instance__organization__name"]
+    list_select_related = ["instance__organization", "instance__version__integration"]
+    date_hierarchy = "next_run_at"
+    actions = ["run_now"]
+    # Rows follow the instance (runtime.schedules.sync_schedules); edit the instance instead.
+    readonly_fields = [f.name for f in TimerSchedule._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="organization", ordering="instance__organization__name")
+    def organization(self, obj):
+        return obj.instance.organization
+
+    @admin.display(description="schedule")
+    def schedule(self, obj):
+        return obj.describe()
+
+    @admin.action(description="Run now (queue one extra run of each selected timer)")
+    def run_now(self, request, queryset):
+        queued, refused = [], []
+        for schedule in queryset.select_related("instance__organization", "instance__version"):
+            try:
+                queued.append(run_timer_now(schedule=schedule, user=request.user))
+            except DomainError as exc:
+                refused.append(f"{schedule.handler} of {schedule.instance.name}: {exc.message}")
+        if queued:
+            self.message_user(request, f"Queued runs {', '.join(f'#{r.pk}' for r in queued)}.", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.ERROR)
+
+
+@admin.register(SeenItem)
+class SeenItemAdmin(admin.ModelAdmin):
+    list_display = ["item_id", "handler", "instance", "seen_at"]
+    list_filter = ["handler"]
+    search_fields = ["item_id", "instance__name"]
+    list_select_related = ["instance"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

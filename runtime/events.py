@@ -1,0 +1,116 @@
+"""Events: posting an event to an instance queues a run of each of its event handlers for
+that event name. Events come from the webhook URL (``runtime.views``), from code
+(``post_event``) and from polling timers (``post_polled_items``)."""
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.choices import Trigger
+from marketplace.exceptions import InvalidInput
+from marketplace.models import HandlerRun, Instance
+
+from .models import SeenItem
+from .runs import enqueue_runs
+
+log = logging.getLogger(__name__)
+
+EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+def validate_event_name(event) -> str:
+    if not isinstance(event, str) or not EVENT_NAME_RE.match(event):
+        raise InvalidInput(
+            "an event name is 1-100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+            field="event",
+        )
+    return event
+
+
+def event_handlers(instance: Instance, event: str) -> list[str]:
+    return [
+        name for name, spec in instance.version.handlers.items()
+        if isinstance(spec, dict) and spec.get("type") == "event" and spec.get("event") == event
+    ]
+
+
+@transaction.atomic
+def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerRun]:
+    """Queue one run per event handler of ``instance`` for ``event``, each with input
+    ``{"event": event, "payload": payload}``. A disabled instance, or an event no handler
+    listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name."""
+    validate_event_name(event)
+    if not instance.enabled:
+        return []
+    runs = [
+        HandlerRun(instance=instance, handler=name, trigger=Trigger.EVENT, input={"event": event, "payload": payload})
+        for name in event_handlers(instance, event)
+    ]
+    return enqueue_runs(runs)
+
+
+@transaction.atomic
+def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
+    """A polling timer (``emits``) returned ``{items = {{id = ..., data = ...}, ...}}``:
+    post each item whose id this (instance, handler) has not returned before as the
+    ``emits`` event, payload ``data``, in the order returned. Remembers at most
+    JUNCTION_POLL_SEEN_MAX ids per timer, forgetting the oldest first."""
+    run = HandlerRun.objects.select_related("instance__version").get(pk=run.pk)
+    spec = run.instance.version.handlers.get(run.handler) or {}
+    event = spec.get("emits") if spec.get("type") == "timer" else None
+    items = run.result.get("items") if isinstance(run.result, dict) else None
+    if not event or not isinstance(items, (list, dict)):
+        return []
+    if isinstance(items, dict):  # a Lua array can arrive as {1: ..., 2: ...}
+        items = [items[k] for k in sorted(items, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    fresh: dict[str, object] = {}
+    for item in items:
+        if not isinstance(item, dict) or isinstance(item.get("id"), (dict, list, bool)) or item.get("id") is None:
+            continue
+        item_id = str(item["id"])[:255]
+        fresh.setdefault(item_id, item.get("data"))
+    if not fresh:
+        return []
+    known = set(
+        SeenItem.objects.filter(instance=run.instance, handler=run.handler, item_id__in=list(fresh))
+        .values_list("item_id", flat=True)
+    )
+    new_ids = [item_id for item_id in fresh if item_id not in known]
+    if not new_ids:
+        return []
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            SeenItem.objects.bulk_create([
+                SeenItem(instance=run.instance, handler=run.handler, item_id=item_id, seen_at=now)
+                for item_id in new_ids
+            ])
+    except IntegrityError:
+        # Another worker posted some of them in the meantime: post only what we inserted.
+        inserted = []
+        for item_id in new_ids:
+            try:
+                with transaction.atomic():
+                    SeenItem.objects.create(instance=run.instance, handler=run.handler, item_id=item_id, seen_at=now)
+                inserted.append(item_id)
+            except IntegrityError:
+                pass
+        new_ids = inserted
+    _forget_oldest(run.instance, run.handler)
+    runs = []
+    for item_id in new_ids:
+        runs += post_event(instance=run.instance, event=event, payload=fresh[item_id])
+    return runs
+
+
+def _forget_oldest(instance: Instance, handler: str) -> None:
+    cap = settings.JUNCTION_POLL_SEEN_MAX
+    seen = SeenItem.objects.filter(instance=instance, handler=handler)
+    # Ids are inserted in the order items are seen, so the pk orders them by age.
+    beyond = list(seen.order_by("-pk").values_list("pk", flat=True)[cap:cap + 1])
+    if beyond:
+        seen.filter(pk__lte=beyond[0]).delete()

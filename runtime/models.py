@@ -1,0 +1,109 @@
+"""The runtime's own tables: when each installed timer runs next, and which items each
+polling timer has already posted.
+
+Timers live here rather than as django-celery-beat PeriodicTask rows: beat reloads every
+enabled PeriodicTask whenever one changes, which does not survive 100,000 installed timers
+(see SANDBOX_NOTES "Celery beat at scale"). One PeriodicTask runs the dispatcher
+(``runtime.schedules.dispatch_due``), which claims what is due from this table.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+__all__ = ["SeenItem", "TimerSchedule"]
+
+
+class TimerScheduleQuerySet(models.QuerySet):
+    def enabled(self):
+        return self.filter(enabled=True)
+
+    def due(self, now):
+        """Enabled timers whose next slot has come: what the dispatcher claims, oldest first."""
+        return self.filter(enabled=True, next_run_at__lte=now).order_by("next_run_at")
+
+
+class TimerSchedule(models.Model):
+    """When one timer handler of one instance runs next.
+
+    Exactly one of ``every_seconds`` (a fixed period, at a per-timer offset so that timers
+    installed together do not all fire in the same second) or ``cron`` (five fields,
+    evaluated in ``timezone``) is set. ``next_run_at`` is always UTC. The rows are kept in
+    step with the instance by ``runtime.schedules.sync_schedules``: a disabled instance has
+    no enabled rows, and deleting the instance deletes them.
+    """
+
+    instance = models.ForeignKey("marketplace.Instance", on_delete=models.CASCADE, related_name="timer_schedules")
+    handler = models.CharField(max_length=120)
+    every_seconds = models.PositiveIntegerField(null=True, blank=True)
+    cron = models.CharField(max_length=120, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TimerScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["next_run_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "handler"], name="%(app_label)s_%(class)s_one_per_handler"),
+            models.CheckConstraint(
+                condition=(Q(every_seconds__isnull=False) & Q(cron=""))
+                | (Q(every_seconds__isnull=True) & ~Q(cron="")),
+                name="%(app_label)s_%(class)s_every_or_cron",
+            ),
+        ]
+        indexes = [
+            # The dispatcher's due query: enabled rows with next_run_at <= now, oldest first.
+            # Partial, so 100k disabled rows cost nothing per tick.
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="timerschedule_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler} ({self.describe()})"
+
+    def describe(self) -> str:
+        if self.every_seconds:
+            return f"every {format_seconds(self.every_seconds)}"
+        return f"cron {self.cron} {self.timezone}"
+
+    @property
+    def spec(self) -> dict:
+        """The schedule as the manifest writes it."""
+        if self.every_seconds:
+            return {"every": format_seconds(self.every_seconds)}
+        return {"cron": self.cron, "timezone": self.timezone}
+
+
+def format_seconds(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class SeenItem(models.Model):
+    """An item id a polling timer (a timer with ``emits``) has already posted as an event.
+    Bounded per (instance, handler): the oldest ids are forgotten first."""
+
+    instance = models.ForeignKey("marketplace.Instance", on_delete=models.CASCADE, related_name="seen_items")
+    handler = models.CharField(max_length=120)
+    item_id = models.CharField(max_length=255)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "handler", "item_id"], name="%(app_label)s_%(class)s_unique_item"
+            ),
+        ]
+        indexes = [
+            # Forgetting the oldest ids of one polling timer beyond the cap (pk order = age).
+            models.Index(fields=["instance", "handler", "id"], name="seenitem_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler}: {self.item_id}"

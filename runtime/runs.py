@@ -1,0 +1,247 @@
+"""Queued handler runs: creating them, sending them to the ``handlers`` queue, picking
+them up in a worker, and what follows a run (retries, polled items). Replay lives here too.
+
+A run is a HandlerRun row first and a Celery message second: the message carries only the
+run's id and is sent when the transaction that created the row commits. A worker claims
+the row before executing it, counting pickups in ``starts``; a run found ``running`` at
+pickup lost its worker (killed by the hard time limit, memory, a crash) and after
+``JUNCTION_RUN_MAX_STARTS`` pickups it is recorded as failed (``worker_lost``) instead of
+being redelivered forever.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from marketplace import access
+from marketplace.choices import RunStatus, Trigger
+from marketplace.exceptions import Conflict, InvalidInput
+from marketplace.models import HandlerRun, Instance
+
+log = logging.getLogger(__name__)
+
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+# Runs of these triggers are retried when the handler declares ``retry``.
+RETRIED_TRIGGERS = (Trigger.TIMER, Trigger.EVENT, Trigger.RETRY)
+
+
+# --- Creating and sending -----------------------------------------------------------------
+
+def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
+    """Send one ``run_handler_task`` message per id over one broker connection."""
+    if not run_ids:
+        return
+    from .tasks import run_handler_task
+
+    app = run_handler_task.app
+    if app.conf.task_always_eager:
+        for run_id in run_ids:
+            run_handler_task.apply_async((run_id,), countdown=countdown)
+        return
+    with app.producer_or_acquire() as producer:
+        for run_id in run_ids:
+            run_handler_task.apply_async((run_id,), countdown=countdown, producer=producer)
+
+
+def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> list[HandlerRun]:
+    """Insert queued runs and send them when the surrounding transaction commits."""
+    if not runs:
+        return []
+    runs = HandlerRun.objects.bulk_create(runs)
+    ids = [run.pk for run in runs]
+    transaction.on_commit(lambda: publish_runs(ids, countdown=countdown))
+    return runs
+
+
+def enqueue_run(*, instance: Instance, handler: str, trigger: str, input: dict | None = None,
+                first_run: HandlerRun | None = None, attempt: int = 1, idempotency_key: str | None = None,
+                countdown: float | None = None) -> HandlerRun:
+    """Queue one run of ``handler``. Refuses unknown handlers and disabled instances."""
+    if handler not in instance.version.handlers:
+        raise InvalidInput(f"{instance.version} has no handler {handler!r}", field="handler")
+    if not instance.enabled:
+        raise Conflict(f"{instance.name} is disabled: its handlers do not run", field="instance")
+    run = HandlerRun(
+        instance=instance, handler=handler, trigger=trigger, input=input or {},
+        first_run=first_run, attempt=attempt, idempotency_key=idempotency_key,
+    )
+    return enqueue_runs([run], countdown=countdown)[0]
+
+
+def run_timer_now(*, schedule, user=None) -> HandlerRun:
+    """Queue an extra run of a timer now (admin "run now"); its schedule is unchanged."""
+    from .schedules import iso
+
+    access.require_role(user, schedule.instance.organization)
+    return enqueue_run(
+        instance=schedule.instance, handler=schedule.handler, trigger=Trigger.MANUAL,
+        input={"lastRunAt": iso(schedule.last_run_at)},
+    )
+
+
+@transaction.atomic
+def replay_run(*, run: HandlerRun, user=None) -> HandlerRun:
+    """Run a finished run's handler again with its original input, as a new queued run
+    linked to the first run of its chain (``first_run``, next ``attempt``)."""
+    run = HandlerRun.objects.select_related("instance__version", "instance__organization").get(pk=run.pk)
+    access.require_role(user, run.instance.organization)
+    if run.status not in FINISHED:
+        raise Conflict(f"run #{run.pk} is {run.status}; only finished runs can be replayed", field="run")
+    first = HandlerRun.objects.select_for_update().get(pk=run.first_run_id or run.pk)
+    last_attempt = max(first.attempt, first.attempts.aggregate(n=Max("attempt"))["n"] or 0)
+    return enqueue_run(
+        instance=run.instance, handler=run.handler, trigger=Trigger.REPLAY, input=run.input,
+        first_run=first, attempt=last_attempt + 1,
+    )
+
+
+# --- Picking up a run in a worker ------------------------------------------------------
+
+def process_run(run_id: int) -> str:
+    """What ``run_handler_task`` does: claim, execute, follow up. Returns what happened
+    ("executed", "finished", "refused", "lost", "gone") for logs and tests."""
+    outcome = claim_run(run_id)
+    if outcome == "execute":
+        from .execution import execute_run
+
+        run = execute_run(run_id)
+        follow_up(run)
+        return "executed"
+    if outcome == "finished":
+        # Redelivered after its outcome was recorded: only the (idempotent) follow-ups.
+        follow_up(HandlerRun.objects.get(pk=run_id))
+    return outcome
+
+
+def claim_run(run_id: int) -> str:
+    """Count a pickup. The common case is one UPDATE; the rest needs a look at the row."""
+    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance__enabled=True).update(
+        starts=F("starts") + 1
+    ):
+        return "execute"
+    with transaction.atomic():
+        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=run_id).first()
+        if run is None:
+            return "gone"
+        if run.status == RunStatus.QUEUED:
+            _record_failure(run, "instance_disabled", "the instance is disabled: its handlers do not run")
+            return "refused"
+        if run.status == RunStatus.RUNNING:
+            if run.starts >= settings.JUNCTION_RUN_MAX_STARTS:
+                _record_failure(
+                    run, "worker_lost",
+                    f"the run stopped its worker {run.starts} times (time limit, memory or crash); not retried",
+                )
+                return "lost"
+            log.warning("run %s was picked up before by a worker that died; running it again", run_id)
+            run.starts += 1
+            run.status = RunStatus.QUEUED
+            run.save(update_fields=["starts", "status"])
+            return "execute"
+        return "finished"
+
+
+def fail_run(run_id: int, code: str, message: str) -> None:
+    """Record a run as failed from outside the sandbox (time limit, lost worker)."""
+    with transaction.atomic():
+        run = HandlerRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is not None and run.status not in FINISHED:
+            _record_failure(run, code, message)
+
+
+def _record_failure(run: HandlerRun, code: str, message: str) -> None:
+    now = timezone.now()
+    run.status = RunStatus.FAILED
+    run.error_code, run.error_message = code, message
+    run.finished_at = now
+    if run.started_at:
+        run.duration_ms = max(0, int((now - run.started_at).total_seconds() * 1000))
+    run.save(update_fields=["status", "error_code", "error_message", "finished_at", "duration_ms"])
+
+
+# --- After a run ---------------------------------------------------------------------------
+
+def follow_up(run: HandlerRun) -> None:
+    """Retry a failed timer/event run if its handler says so; post a polling timer's new
+    items. Both are idempotent, so a redelivered message cannot double them. Most runs
+    need neither and cost no query here."""
+    if run.status == RunStatus.FAILED and run.trigger in RETRIED_TRIGGERS and run.error_code != "worker_lost":
+        schedule_retry(run)
+    elif run.status == RunStatus.SUCCEEDED and isinstance(run.result, dict) and "items" in run.result:
+        from .events import post_polled_items
+
+        post_polled_items(run)
+
+
+def handler_spec(run: HandlerRun) -> dict:
+    spec = run.instance.version.handlers.get(run.handler)
+    return spec if isinstance(spec, dict) else {}
+
+
+def retry_policy(spec: dict) -> tuple[int, float]:
+    """``retry: {attempts, backoff}`` → (total attempts including the first, first delay).
+    Missing or malformed values mean no retry; both are capped by settings."""
+    retry = spec.get("retry")
+    if not isinstance(retry, dict):
+        return 1, 0.0
+    attempts, backoff = retry.get("attempts", 1), retry.get("backoff", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        attempts = 1
+    if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
+        backoff = 0
+    return max(1, min(attempts, settings.JUNCTION_RETRY_MAX_ATTEMPTS)), float(backoff)
+
+
+def schedule_retry(run: HandlerRun) -> HandlerRun | None:
+    """Queue the next attempt of a failed run after ``backoff * 2**(attempt-1)`` seconds.
+    ``attempts`` counts the first run: ``attempts: 3`` means up to two retries."""
+    run = HandlerRun.objects.select_related("instance__version").get(pk=run.pk)
+    attempts, backoff = retry_policy(handler_spec(run))
+    if run.attempt >= attempts or not run.instance.enabled:
+        return None
+    first_id = run.first_run_id or run.pk
+    delay = min(backoff * 2 ** (run.attempt - 1), settings.JUNCTION_RETRY_MAX_DELAY_SECONDS)
+    retry = HandlerRun(
+        instance=run.instance, handler=run.handler, trigger=Trigger.RETRY, input=run.input,
+        first_run_id=first_id, attempt=run.attempt + 1, idempotency_key=f"retry:{first_id}:{run.attempt + 1}",
+    )
+    try:
+        with transaction.atomic():
+            enqueue_runs([retry], countdown=delay or None)
+    except IntegrityError:
+        return None  # this attempt is already queued
+    log.info("run %s failed (%s); attempt %d in %.0f s", run.pk, run.error_code, retry.attempt, delay)
+    return retry
+
+
+# --- Housekeeping --------------------------------------------------------------------------
+
+def prune_runs(*, now=None, batch: int = 5000) -> int:
+    """Delete finished runs older than JUNCTION_RUN_RETENTION_DAYS, in batches."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.JUNCTION_RUN_RETENTION_DAYS)
+    total = 0
+    while True:
+        ids = list(
+            HandlerRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED).values_list("pk", flat=True)[:batch]
+        )
+        if not ids:
+            return total
+        total += HandlerRun.objects.filter(pk__in=ids).delete()[1].get(HandlerRun._meta.label, 0)
+
+
+def fail_stale_runs(*, now=None) -> int:
+    """Runs still ``running`` well after the hard time limit lost their worker without a
+    redelivery (e.g. the hard limit acked the message): record them as failed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + 60)
+    stale = HandlerRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=cutoff)
+    return stale.update(
+        status=RunStatus.FAILED, error_code="worker_lost", finished_at=now,
+        error_message="the run's worker stopped before it finished (time limit, memory or crash)",
+    )

@@ -1,0 +1,369 @@
+"""Timers: parsing manifest schedules, computing slots, keeping TimerSchedule rows in step
+with instances, and the dispatcher that turns due rows into queued HandlerRuns.
+
+This module also owns the django-celery-beat PeriodicTask rows (``ensure_periodic_tasks``):
+exactly two, whatever the number of installed timers — the dispatcher tick and housekeeping.
+
+Guarantees of the dispatcher (``dispatch_due``):
+- a due row is claimed by one dispatcher only (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+  an IMMEDIATE transaction on SQLite), and in the same transaction its ``next_run_at`` moves
+  to the first slot after now: after downtime a timer runs once, not once per missed slot;
+- each (schedule, slot) gets one HandlerRun at most: ``HandlerRun.idempotency_key`` is
+  unique, so even a second beat cannot run a slot twice;
+- task messages are sent after the commit, so a worker never picks up a run it cannot see.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.choices import Trigger
+from marketplace.exceptions import InvalidInput
+from marketplace.models import HandlerRun, Instance
+from marketplace.packaging import schedules as packaging_schedules
+
+from .models import TimerSchedule
+
+log = logging.getLogger(__name__)
+
+MAX_EVERY_SECONDS = 31 * 86400
+# Beyond this many candidate times without a match, a cron expression is treated as never firing.
+CRON_SEARCH_LIMIT = 5000
+
+
+# --- Parsing --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed manifest ``schedule``: ``every_seconds`` or ``cron`` + ``timezone``."""
+
+    every_seconds: int | None = None
+    cron: str = ""
+    timezone: str = "UTC"
+
+    def next_after(self, after: datetime, *, offset: int = 0) -> datetime:
+        """The first slot strictly after ``after`` (aware), as an aware UTC datetime."""
+        if self.every_seconds:
+            return next_every(self.every_seconds, after, offset=offset)
+        return next_cron(self.cron, self.timezone, after)
+
+
+def parse_every(value) -> int:
+    """``"30s"``, ``"5m"``, ``"1h"``, ``"1h30m"`` (or a number of seconds) → seconds,
+    within [JUNCTION_TIMER_MIN_SECONDS, 31 days]. Durations are parsed by the package
+    validator's own function, so validation and the scheduler agree."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        seconds = packaging_schedules.parse_every(value)
+    minimum = settings.JUNCTION_TIMER_MIN_SECONDS
+    if seconds < minimum:
+        raise ValueError(f"every must be at least {minimum}s, got {value!r}")
+    if seconds > MAX_EVERY_SECONDS:
+        raise ValueError(f"every must be at most 31d, got {value!r}")
+    return seconds
+
+
+def parse_schedule(spec) -> Schedule:
+    """Parse a handler's ``schedule`` object. Raises ValueError with a message fit for a
+    publisher. A ``timezone`` on an ``every`` schedule is accepted and has no effect."""
+    if not isinstance(spec, dict):
+        raise ValueError("a schedule is an object with 'every' or 'cron'")
+    if ("every" in spec) == ("cron" in spec):
+        raise ValueError("a schedule has exactly one of 'every' or 'cron'")
+    tz = spec.get("timezone") or "UTC"
+    packaging_schedules.validate_timezone(tz)
+    if "every" in spec:
+        return Schedule(every_seconds=parse_every(spec["every"]))
+    packaging_schedules.validate_cron(spec["cron"])
+    return Schedule(cron=" ".join(spec["cron"].split()), timezone=tz)
+
+
+# --- Slots ------------------------------------------------------------------------------------
+
+def every_offset(instance_id: int, handler: str, every_seconds: int) -> int:
+    """A stable per-timer phase: 10,000 timers of ``every: 1m`` installed in one batch fire
+    spread over the minute instead of all at :00."""
+    return zlib.crc32(f"{instance_id}:{handler}".encode()) % every_seconds
+
+
+def next_every(every_seconds: int, after: datetime, *, offset: int = 0) -> datetime:
+    """Slots are the UTC instants ``offset + k * every_seconds`` seconds after the epoch."""
+    ts = after.timestamp()
+    k = int((ts - offset) // every_seconds) + 1
+    return datetime.fromtimestamp(offset + k * every_seconds, tz=UTC)
+
+
+def _wildcard_hour(expr: str) -> bool:
+    return expr.split()[1].startswith("*")
+
+
+def _local_to_utc(naive: datetime, zone: ZoneInfo, *, both_folds: bool) -> list[datetime]:
+    """The UTC instants a wall-clock time stands for. A time skipped by a spring-forward
+    gap runs when the clock has moved on (fold=0 offset: 02:30 → 03:30 CEST); a time
+    repeated by a fall-back runs once (the first pass) unless ``both_folds``."""
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return [first]
+    repeated = second.astimezone(zone).replace(tzinfo=None) == naive
+    if repeated and both_folds:
+        return [first, second]
+    return [first]
+
+
+def next_cron(expr: str, tz: str, after: datetime) -> datetime:
+    """The first cron slot strictly after ``after``, evaluated on the wall clock of ``tz``.
+
+    DST: a wall-clock time that does not exist (spring forward) runs right after the jump
+    (coinciding slots are one slot); a wall-clock time that happens twice (fall back) runs
+    once, except for expressions whose hour field is a wildcard (``*/15 * * * *``), which
+    keep their rhythm through the repeated hour — as Vixie cron does.
+    """
+    zone = ZoneInfo(tz)
+    after = after.astimezone(UTC)
+    both_folds = _wildcard_hour(expr)
+    # Fast path: no clock change near ``after`` or before the next wall-clock match.
+    local_after = after.astimezone(zone)
+    candidate = croniter(expr, local_after.replace(tzinfo=None)).get_next(datetime)
+    instants = _local_to_utc(candidate, zone, both_folds=False)
+    offset = local_after.utcoffset()
+    if (
+        instants[0] > after
+        and (after - timedelta(hours=2)).astimezone(zone).utcoffset() == offset
+        and instants[0].astimezone(zone).utcoffset() == offset
+        and candidate.replace(tzinfo=zone, fold=1).utcoffset() == offset
+    ):
+        return instants[0]
+    # Start a little early: with folds, an earlier wall-clock time can be a later instant
+    # (no zone shifts its clock by more than two hours at once).
+    start = after.astimezone(zone).replace(tzinfo=None) - timedelta(hours=2)
+    it = croniter(expr, start)
+    best: datetime | None = None
+    best_local: datetime | None = None
+    for _ in range(CRON_SEARCH_LIMIT):
+        candidate = it.get_next(datetime)
+        if best_local is not None and candidate > best_local + timedelta(hours=2):
+            return best
+        for instant in _local_to_utc(candidate, zone, both_folds=both_folds):
+            if instant > after and (best is None or instant < best):
+                best, best_local = instant, candidate
+    if best is not None:
+        return best
+    raise ValueError(f"cron expression {expr!r} never fires")
+
+
+def next_slot(row: TimerSchedule, after: datetime) -> datetime:
+    return schedule_of(row).next_after(after, offset=_offset_of(row))
+
+
+def schedule_of(row: TimerSchedule) -> Schedule:
+    return Schedule(every_seconds=row.every_seconds, cron=row.cron, timezone=row.timezone)
+
+
+def _offset_of(row: TimerSchedule) -> int:
+    return every_offset(row.instance_id, row.handler, row.every_seconds) if row.every_seconds else 0
+
+
+def timer_handlers(instance: Instance) -> dict[str, dict]:
+    """The instance's timer handlers by name, from its version's manifest."""
+    return {
+        name: spec
+        for name, spec in instance.version.handlers.items()
+        if isinstance(spec, dict) and spec.get("type") == "timer"
+    }
+
+
+# --- Keeping rows in step with instances -------------------------------------------------
+
+def sync_schedules(instance: Instance, *, now: datetime | None = None) -> list[TimerSchedule]:
+    """Make the instance's TimerSchedule rows match its version's timer handlers and its
+    enabled flag: rows for removed handlers go, new handlers get rows, a changed schedule or
+    a re-enable moves ``next_run_at`` to the next slot after now. Called by the install
+    services (install, reconfigure, upgrade, enable/disable) inside their transaction;
+    uninstall and delete cascade. Raises InvalidInput for a schedule that does not parse.
+    """
+    now = now or timezone.now()
+    existing = {row.handler: row for row in TimerSchedule.objects.select_for_update().filter(instance=instance)}
+    wanted = timer_handlers(instance)
+    stale = [row.pk for name, row in existing.items() if name not in wanted]
+    if stale:
+        TimerSchedule.objects.filter(pk__in=stale).delete()
+    rows = []
+    for name, spec in wanted.items():
+        try:
+            schedule = parse_schedule(spec.get("schedule"))
+        except ValueError as exc:
+            if not instance.enabled and name in existing:
+                existing[name].enabled = False  # disabling never fails on a bad manifest
+                existing[name].save(update_fields=["enabled", "updated_at"])
+                continue
+            raise InvalidInput(str(exc), field=f"handlers.{name}.schedule") from None
+        row = existing.get(name)
+        if row is None:
+            row = TimerSchedule(instance=instance, handler=name, enabled=instance.enabled)
+            changed = True
+        else:
+            changed = schedule != schedule_of(row) or (instance.enabled and not row.enabled)
+        row.every_seconds, row.cron, row.timezone = schedule.every_seconds, schedule.cron, schedule.timezone
+        row.enabled = instance.enabled
+        if changed:
+            row.next_run_at = next_slot(row, now)
+        row.save()
+        rows.append(row)
+    return rows
+
+
+# --- The dispatcher ---------------------------------------------------------------------------
+
+@dataclass
+class DispatchReport:
+    """What one dispatcher tick did. ``batches`` holds, per committed batch, the time its
+    messages were sent and the slots it enqueued (for the scheduler benchmark)."""
+
+    claimed: int = 0
+    enqueued: int = 0
+    skipped_disabled: int = 0
+    duplicates: int = 0
+    batches: list[tuple[float, list[datetime]]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def idempotency_key(schedule_id: int, slot: datetime) -> str:
+    return f"timer:{schedule_id}:{int(slot.timestamp())}"
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
+                 max_seconds: float | None = None, send=None) -> DispatchReport:
+    """Claim due timers in batches and enqueue one run per (schedule, slot).
+
+    Each batch is one short transaction; messages go out when it commits. Stops when
+    nothing is due or after ``max_seconds`` (the rest waits for the next tick). ``now``
+    defaults to the clock, read again for every batch. ``send(run_ids)`` publishes a
+    committed batch (default: ``runtime.runs.publish_runs``).
+    """
+    if send is None:
+        from .runs import publish_runs as send  # runtime.runs → tasks → this module
+
+    batch_size = batch_size or settings.JUNCTION_DISPATCH_BATCH
+    max_seconds = settings.JUNCTION_DISPATCH_MAX_SECONDS if max_seconds is None else max_seconds
+    fixed_now = now
+    report = DispatchReport()
+    started = time.monotonic()
+    while True:
+        tick = fixed_now or timezone.now()
+        with transaction.atomic():
+            rows = list(
+                TimerSchedule.objects.due(tick)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("instance")
+                .only(
+                    "id", "instance_id", "handler", "every_seconds", "cron", "timezone",
+                    "next_run_at", "last_run_at", "enabled", "instance__enabled",
+                )[:batch_size]
+            )
+            if not rows:
+                break
+            runs, slots = [], []
+            for row in rows:
+                slot = row.next_run_at
+                if row.instance.enabled:
+                    runs.append(HandlerRun(
+                        instance_id=row.instance_id, handler=row.handler, trigger=Trigger.TIMER,
+                        input={"lastRunAt": iso(row.last_run_at)},
+                        idempotency_key=idempotency_key(row.pk, slot),
+                    ))
+                    slots.append(slot)
+                    row.last_run_at = tick
+                else:  # kept in step by sync_schedules; this heals rows changed behind its back
+                    row.enabled = False
+                    report.skipped_disabled += 1
+                row.next_run_at = next_slot(row, max(tick, slot))
+            TimerSchedule.objects.bulk_update(rows, ["next_run_at", "last_run_at", "enabled"])
+            created = _insert_runs(runs)
+            report.claimed += len(rows)
+            report.enqueued += len(created)
+            report.duplicates += len(runs) - len(created)
+            ids = [run.pk for run in created]
+            batch_slots = [slot for run, slot in zip(runs, slots) if run.pk is not None]
+
+            def after_commit(ids=ids, batch_slots=batch_slots):
+                send(ids)
+                report.batches.append((time.time(), batch_slots))
+
+            transaction.on_commit(after_commit)
+        if len(rows) < batch_size or time.monotonic() - started > max_seconds:
+            break
+    report.seconds = time.monotonic() - started
+    if report.claimed:
+        log.info("dispatched %d timer runs (%d claimed) in %.0f ms", report.enqueued, report.claimed,
+                 report.seconds * 1000)
+    return report
+
+
+def _insert_runs(runs: list[HandlerRun]) -> list[HandlerRun]:
+    """Insert the runs in one statement; if an idempotency key already exists (a slot run
+    by another dispatcher), fall back to one insert per run and drop the duplicates."""
+    if not runs:
+        return []
+    try:
+        with transaction.atomic():
+            return HandlerRun.objects.bulk_create(runs)
+    except IntegrityError:
+        pass
+    created = []
+    for run in runs:
+        run.pk = None
+        try:
+            with transaction.atomic():
+                run.save(force_insert=True)
+        except IntegrityError:
+            log.warning("timer slot %s already has a run; not enqueued twice", run.idempotency_key)
+            continue
+        created.append(run)
+    return created
+
+
+# --- The PeriodicTask rows this module owns ------------------------------------------------
+
+DISPATCH_TASK_NAME = "junction: dispatch due timers"
+HOUSEKEEPING_TASK_NAME = "junction: housekeeping"
+
+
+def ensure_periodic_tasks() -> None:
+    """Create or update the two beat entries (idempotent; called after every migrate).
+    Saving a PeriodicTask marks the schedule changed for beat; unchanged rows are left
+    alone so beat does not reload for nothing."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    wanted = [
+        (DISPATCH_TASK_NAME, "runtime.tasks.dispatch_timers", settings.JUNCTION_DISPATCH_EVERY_SECONDS,
+         # A tick still queued after a few intervals is dropped: the next one does its work.
+         max(5, settings.JUNCTION_DISPATCH_EVERY_SECONDS * 5)),
+        (HOUSEKEEPING_TASK_NAME, "runtime.tasks.housekeeping", settings.JUNCTION_HOUSEKEEPING_EVERY_SECONDS,
+         settings.JUNCTION_HOUSEKEEPING_EVERY_SECONDS),
+    ]
+    for name, task, every, expires in wanted:
+        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+        entry = PeriodicTask.objects.filter(name=name).first()
+        fields = {"task": task, "interval": interval, "expire_seconds": expires, "enabled": True,
+                  "queue": "celery", "crontab": None, "solar": None, "clocked": None}
+        if entry is None:
+            PeriodicTask.objects.create(name=name, **fields)
+        elif any(getattr(entry, k) != v for k, v in fields.items()):
+            for k, v in fields.items():
+                setattr(entry, k, v)
+            entry.save()
