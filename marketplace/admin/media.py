@@ -47,13 +47,17 @@ class AttachmentAdmin(ServiceSaveMixin, ScopedAdmin):
 
 @admin.register(ApiSchema)
 class ApiSchemaAdmin(ScopedAdmin):
+    """Read-only: an upload must be parsed and indexed, which is the API-schema service's
+    job, not a model form's."""
+
     org_lookups = ("integration__owner",)
+    closed_to_everyone = ("add", "change")
     list_display = ["name", "integration", "title", "api_version", "uploaded_by", "uploaded_at"]
     list_filter = ["integration__category", ("integration__owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "title", "integration__name", "integration__description"]
     list_select_related = ["integration", "uploaded_by"]
-    fields = ["integration", "name", "source", "title", "api_version", "document_summary", "uploaded_by", "uploaded_at"]
-    readonly_fields = ["title", "api_version", "document_summary", "uploaded_by", "uploaded_at"]
+    fields = ["integration", "name", "title", "api_version", "document_summary", "uploaded_by", "uploaded_at", "source"]
+    readonly_fields = fields
 
     @admin.display(description="indexed document")
     def document_summary(self, obj):
