@@ -5,6 +5,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from marketplace.exceptions import PermissionDenied
 from marketplace.models import (
     ApiSchema,
     Attachment,
@@ -17,7 +18,6 @@ from marketplace.models import (
     IntegrationVersion,
     ResourceBinding,
 )
-from marketplace.exceptions import PermissionDenied
 from marketplace.services.deletion import delete_integration, deletion_summary
 from marketplace.services.forking import fork_integration
 from marketplace.services.media import set_icon
