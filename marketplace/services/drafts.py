@@ -96,6 +96,13 @@ def update_draft(
 @transaction.atomic
 def discard_draft(*, draft: IntegrationVersion, user=None) -> None:
     access.require_can_publish(user, draft.integration)
+    # Read the row under the same lock publish_version takes: the caller's object may be
+    # a draft that was published since.
+    Integration.objects.select_for_update().get(pk=draft.integration_id)
+    try:
+        draft = IntegrationVersion.objects.select_for_update().get(pk=draft.pk)
+    except IntegrationVersion.DoesNotExist:
+        return
     if not draft.is_draft:
         raise ImmutableVersion("published versions cannot be discarded; mark them unavailable instead")
     draft.delete()
