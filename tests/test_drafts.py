@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from marketplace.exceptions import Conflict, ImmutableVersion, InvalidInput, PermissionDenied
 from marketplace.models import IntegrationVersion
 from marketplace.services.drafts import create_draft, discard_draft, get_or_create_draft, update_draft
+from marketplace.services.publishing import publish_version
 
 from . import factories
 from .conftest import requires_postgres
@@ -184,8 +185,6 @@ def test_published_versions_are_not_drafts(integration, publisher):
 
 def test_stale_draft_object_cannot_be_edited_after_publishing(integration, publisher):
     """The caller still holds the draft it published: update_draft reads the row again."""
-    from marketplace.services.publishing import publish_version
-
     draft = factories.make_draft(integration)
     publish_version(draft=draft, notes="First", user=publisher)
 
@@ -194,8 +193,6 @@ def test_stale_draft_object_cannot_be_edited_after_publishing(integration, publi
 
 
 def test_stale_draft_object_cannot_be_discarded_after_publishing(integration, publisher):
-    from marketplace.services.publishing import publish_version
-
     draft = factories.make_draft(integration)
     publish_version(draft=draft, notes="First", user=publisher)
 
@@ -245,3 +242,29 @@ def test_racing_create_draft_gives_one_draft(transactional_db):
 
     assert sorted(type(r).__name__ for r in results) == ["Conflict", "IntegrationVersion"], results
     assert integration.versions.drafts().count() == 1
+
+
+@requires_postgres
+@pytest.mark.postgres
+@pytest.mark.parametrize("attempt", range(3))
+def test_discard_racing_publish_never_loses_a_published_version(transactional_db, attempt):
+    integration = factories.make_integration(factories.make_org())
+    draft = factories.make_draft(integration)
+    barrier = threading.Barrier(2)
+
+    def publish():
+        barrier.wait(timeout=10)
+        return publish_version(draft=draft, notes="Race")
+
+    def discard():
+        barrier.wait(timeout=10)
+        return discard_draft(draft=draft)
+
+    published, discarded = factories.in_threads(publish, discard)
+
+    if isinstance(published, IntegrationVersion):
+        assert isinstance(discarded, ImmutableVersion), discarded
+        assert list(integration.versions.values_list("number", flat=True)) == [1]
+    else:
+        assert isinstance(published, Conflict) and discarded is None, (published, discarded)
+        assert not integration.versions.exists()
