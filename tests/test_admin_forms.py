@@ -179,6 +179,8 @@ def test_device_secrets_are_never_shown_only_their_keys(logged_in, acme):
     page = logged_in.get(url("device_change", device.pk))
     assert b"tok-very-secret" not in page.content and b"hdr-secret" not in page.content
     assert f"token = {SECRET_MASK}".encode() in page.content
+    assert page.context["adminform"].form["new_credentials"].value() in (None, "")  # an empty box
+    assert b">\nnull</textarea>" not in page.content
     assert logged_in.get(url("device_changelist")).content.count(b"tok-very-secret") == 0
 
 

@@ -28,6 +28,8 @@ class PrettyJSONField(forms.JSONField):
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
+        if value is None:
+            return ""
         return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, cls=self.encoder)
 
 

@@ -121,6 +121,13 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
             ("Installed instances", {"fields": ["installed_instances"]}),
         ]
 
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        organizations = access.organizations_of(request.user, access.PUBLISHING_ROLES)
+        if "owner" not in initial and len(organizations[:2]) == 1:
+            initial["owner"] = organizations[0].pk
+        return initial
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
