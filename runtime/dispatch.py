@@ -10,6 +10,8 @@
   a PostgreSQL database, read-only unless ``write``: SQLite opens the file with
   ``mode=ro`` and ``query_only``; PostgreSQL runs ``SET TRANSACTION READ ONLY``. The
   deadline is enforced inside the database too (progress handler / statement_timeout).
+- A SQLite device may not point at the platform's own files (its database, tenant SQL
+  files, broker queue, uploads): ``platform_paths()``.
 - ``sqlite_execute`` is shared with the tenant store: an authorizer refuses ATTACH, DETACH,
   PRAGMA, transactions and virtual tables, so a statement can only touch its own file.
 """
@@ -25,6 +27,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -314,7 +317,33 @@ def sql_execute(device: DeviceSpec, query: Any, params: Any, *, write: bool, dea
     raise HostError("sql_error", "the bound device has no sqlite:/// or postgresql:// DSN")
 
 
+def platform_paths() -> list[Path]:
+    """Files and folders of the platform itself that no SQLite device may point at: its own
+    database, the tenant SQL files, the broker queue, uploads."""
+    from django.conf import settings
+
+    paths = []
+    database = settings.DATABASES.get("default", {})
+    if database.get("ENGINE", "").endswith("sqlite3") and str(database.get("NAME", "")).startswith("/"):
+        paths.append(Path(database["NAME"]))
+    for name in ("JUNCTION_RUNTIME_TENANT_DIR", "BROKER_DIR", "MEDIA_ROOT"):
+        value = getattr(settings, name, None)
+        if value:
+            paths.append(Path(value))
+    return [p.resolve() for p in paths]
+
+
+def _refuse_platform_files(path: str) -> None:
+    target = Path(path).resolve()
+    for forbidden in platform_paths():
+        if target == forbidden or forbidden in target.parents or target.name.startswith(forbidden.name + "-") and (
+            target.parent == forbidden.parent
+        ):
+            raise HostError("sql_error", "the bound database file belongs to the platform and cannot be opened")
+
+
 def _sqlite_device(path, query, params, *, write, deadline, max_rows):
+    _refuse_platform_files(path)
     mode = "rw" if write else "ro"
     uri = f"file:{quote(path)}?mode={mode}"
     try:

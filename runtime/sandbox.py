@@ -55,6 +55,7 @@ Error codes (``SandboxError.code``) recorded on a failed run:
 ``container_invalid``  a value that does not match its container's schema
 ``value_too_large``    a cached/stored value bigger than allowed
 ``internal_error``     a fault on the platform's side (details are logged, not shown)
+``interrupted``        the worker interrupted the run (e.g. Celery's soft time limit)
 =====================  =============================================================
 
 ``file``/``line`` give the handler's location when known (for kills: where the code was
@@ -268,8 +269,14 @@ local function hostcall(name, maxargs, ...)
   local okc, args = pcall_(copyargs, n, ...)
   after_protected(okc, args)
   if not okc then error(where() .. args, 0) end
-  local ok, a, b, stop = host(name, n, args)
+  -- pcall: a Python exception that escaped the host (a worker's soft time limit arriving
+  -- mid-call) must never reach handler code as an object; it stops the run instead.
+  local okh, ok, a, b, stop = pcall_(host, name, n, args)
   if killed then die() end
+  if not okh then
+    if ok == "not enough memory" then kill("memory_limit", "memory limit reached") end
+    kill("interrupted", "the run was interrupted by the platform")
+  end
   if ok then
     if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
     return a
@@ -449,7 +456,8 @@ local function s_load(chunk, name, mode, e)
 end
 
 local function loadfile_(file)
-  local src = host("__source", 1, file)
+  local okh, src = pcall_(host, "__source", 1, file)
+  if not okh then kill("interrupted", "the run was interrupted by the platform") end
   if src == nil then return nil end
   local chunk, err = load_(src, "=" .. file, "t", env)
   if not chunk then error("syntax_error: " .. err, 0) end
@@ -669,7 +677,7 @@ def run_lua(
             return False, "internal_error", f"{name} failed on the platform's side"
 
     t1 = time.perf_counter()
-    phases["runtime"] = t1 - t1 + (t1 - t0)
+    phases["runtime"] = t1 - t0
     try:
         prelude = _prelude_loader(lua)
         t2 = time.perf_counter()

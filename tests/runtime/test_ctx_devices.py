@@ -1,13 +1,16 @@
 """ctx.device.http and ctx.device.sql against real local servers and databases."""
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import psycopg
 import pytest
 from django.db import connection
 
+from marketplace.models import Organization
 from runtime.dispatch import DeviceSpec, postgres_query
+from runtime.stores import MemoryStore, tenant_sqlite_path
 
 from ..conftest import requires_postgres
 from .conftest import small_limits
@@ -166,8 +169,6 @@ def test_sql_is_read_only_without_the_write_permission(run_code, sqlite_file):
                        resources=SQL, devices=sqlite_device(sqlite_file), permissions=["device.sql.read"])
     assert outcome.error.code == "permission_denied"
     assert "'device.sql.write'" in outcome.error.message
-    import sqlite3
-
     assert sqlite3.connect(sqlite_file).execute("SELECT count(*) FROM orders").fetchone() == (3,)
 
 
@@ -267,3 +268,14 @@ def test_postgres_writes_with_the_write_permission(run_code, postgres_table):
         permissions=["device.sql.read", "device.sql.write"],
     )
     assert outcome.result == 3, outcome.error
+
+
+@pytest.mark.django_db
+def test_a_sqlite_device_cannot_point_at_the_platforms_own_files(run_code, tenant_dir):
+    org = Organization.objects.create(name="Victim", slug="victim")
+    path = tenant_sqlite_path(org.pk)
+    sqlite3.connect(path).execute("CREATE TABLE secrets (v)").connection.close()
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT * FROM secrets") end',
+                       resources=SQL, devices=sqlite_device(path), store=MemoryStore())
+    assert outcome.error.code == "sql_error"
+    assert "belongs to the platform" in outcome.error.message

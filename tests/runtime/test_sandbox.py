@@ -344,3 +344,43 @@ def test_ctx_refuses_functions_as_arguments(run_code):
     outcome = run_code('function h(ctx, input) ctx.log.info("x", { f = print }) end')
     assert outcome.error.code == "invalid_value"
     assert outcome.error.line == 1
+
+
+def test_an_exception_escaping_the_host_never_reaches_handler_code():
+    """E.g. Celery's SoftTimeLimitExceeded arriving inside a ctx call: the run stops."""
+    from runtime.sandbox import run_lua
+
+    class Interrupting:
+        config, instance_info, logs = {}, {}, []
+
+        def call(self, name, args, deadline):
+            raise KeyboardInterrupt  # not an Exception: escapes the host's own handler
+
+    outcome = run_lua(
+        source={"main.lua": """function h(ctx, input)
+          local ok, err = pcall(ctx.log.info, "x")
+          return { ok = ok, kind = type(err) }
+        end"""},
+        file="main.lua", function="h", input={}, host=Interrupting(), limits=small_limits(),
+    )
+    assert outcome.error.code == "interrupted"
+    assert outcome.result is None
+
+
+def test_a_soft_time_limit_inside_a_ctx_call_is_a_timeout(run_code):
+    from runtime.sandbox import run_lua
+
+    class SoftTimeLimitExceeded(Exception):
+        pass
+
+    class Host:
+        config, instance_info, logs = {}, {}, []
+
+        def call(self, name, args, deadline):
+            raise SoftTimeLimitExceeded()
+
+    outcome = run_lua(
+        source={"main.lua": 'function h(ctx, input) for i = 1, 3 do pcall(ctx.log.info, "x") end return 1 end'},
+        file="main.lua", function="h", input={}, host=Host(), limits=small_limits(),
+    )
+    assert outcome.error.code == "timeout"
