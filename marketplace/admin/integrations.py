@@ -1,6 +1,8 @@
 """The integration page: metadata and icon, its versions, attachments and the instances
 running it, and the operations a publisher runs on it (publish, fork, create a draft,
-delete with everything that goes with it). Every write is a service call."""
+delete with everything that goes with it). Creating, icons, attachments and every
+operation are service calls; editing the metadata of an existing integration is a
+validated model save, as no service owns it."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -8,15 +10,14 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef
-from django.http import Http404
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from .. import access
 from ..exceptions import DomainError
-from ..models import Attachment, Integration, IntegrationVersion
+from ..models import Attachment, Instance, Integration, IntegrationVersion
 from ..services import catalog, deletion, drafts, forking, media
 from .forms import AttachmentForm, ForkForm, IntegrationForm
 from .mixins import ScopedAdmin, ScopedInline, report
@@ -163,8 +164,6 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
 
     @admin.display(description="instances by version")
     def installed_instances(self, obj):
-        from ..models import Instance
-
         rows = Instance.objects.of_integration(obj).select_related("organization", "version").order_by(
             "-version__number", "organization__name", "name"
         )
