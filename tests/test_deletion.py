@@ -21,6 +21,7 @@ from marketplace.models import (
 from marketplace.services.deletion import delete_integration, deletion_summary
 from marketplace.services.forking import fork_integration
 from marketplace.services.media import set_icon
+from runtime.models import TimerSchedule
 
 from . import factories
 
@@ -63,6 +64,7 @@ def test_summary_lists_instances_first_and_counts_right(doomed, acme, globex):
         "container entries": 2,
         "cache entries": 2,
         "handler runs": 4,
+        "timer schedules": 2,  # the "sync" timer of each instance
     }
     assert {label: summary.counts[label] for label in expected} == expected
     assert list(summary.counts)[0] == "installed instances"
@@ -92,6 +94,7 @@ def test_delete_removes_every_row_and_file(doomed, acme, globex, publisher, medi
     other = factories.make_integration(acme, name="Bystander")
     tenant_cache = factories.make_cache_entry(organization=globex, key="tenant")
     devices = set(Device.objects.values_list("pk", flat=True))
+    assert TimerSchedule.objects.count() == 2
     assert len(files_under(media_root)) == 4  # icon, thumbnail, two attachments
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -99,7 +102,9 @@ def test_delete_removes_every_row_and_file(doomed, acme, globex, publisher, medi
 
     assert summary.counts["installed instances"] == 2
     assert list(Integration.objects.all()) == [other]
-    for model in (IntegrationVersion, Attachment, ApiSchema, Instance, ResourceBinding, ContainerEntry, HandlerRun):
+    for model in (
+        IntegrationVersion, Attachment, ApiSchema, Instance, ResourceBinding, ContainerEntry, HandlerRun, TimerSchedule,
+    ):
         assert not model.objects.exists(), model.__name__
     assert list(CacheEntry.objects.all()) == [tenant_cache]
     assert set(Device.objects.values_list("pk", flat=True)) == devices
