@@ -18,6 +18,7 @@ from marketplace.services.installs import (
 )
 from marketplace.services.publishing import set_availability
 from marketplace.validators import SECRET_MASK
+from runtime.models import TimerSchedule
 
 from . import factories
 from .conftest import requires_postgres
@@ -345,9 +346,12 @@ def test_uninstall_removes_the_instance_and_what_it_owns(instance, globex):
     factories.make_cache_entry(instance)
     tenant_cache = factories.make_cache_entry(organization=globex, key="tenant")
 
+    assert TimerSchedule.objects.filter(instance=instance).count() == 1  # the "sync" timer
+
     uninstall_instance(instance=instance)
 
     assert not Instance.objects.exists()
+    assert not TimerSchedule.objects.exists()
     assert not ResourceBinding.objects.exists()
     assert not HandlerRun.objects.exists()
     assert not ContainerEntry.objects.exists()
