@@ -250,3 +250,35 @@ def test_enable_disable_actions_and_uninstall(logged_in, instance):
     response = logged_in.post(url("instance_delete", instance.pk), {"post": "yes"})
     assert response.status_code == 302
     assert not type(instance).objects.filter(pk=instance.pk).exists()
+
+
+# --- API schemas ------------------------------------------------------------------------------
+
+PETSTORE = {
+    "openapi": "3.0.3", "info": {"title": "Pets", "version": "2"},
+    "paths": {"/pets/{id}": {"get": {
+        "operationId": "getPet", "responses": {"200": {"description": "ok"}},
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+    }}},
+}
+
+
+def test_an_api_document_is_uploaded_and_indexed_through_the_service(logged_in, integration, publisher):
+    page = logged_in.get(url("apischema_add"))
+    response = logged_in.post(url("apischema_add"), change_form_data(
+        page, integration=integration.pk, name="openapi.json", source=json.dumps(PETSTORE),
+    ))
+    assert response.status_code == 302
+    schema = integration.api_schemas.get()
+    assert (schema.title, schema.api_version, schema.uploaded_by) == ("Pets", "2", publisher)
+    assert [str(e) for e in schema.endpoints.all()] == ["GET /pets/{id}"]
+
+
+def test_a_broken_api_document_is_refused_on_the_field(logged_in, integration):
+    page = logged_in.get(url("apischema_add"))
+    response = logged_in.post(url("apischema_add"), change_form_data(
+        page, integration=integration.pk, name="openapi.json", source='{"openapi": "3.0.3"',
+    ))
+    assert response.status_code == 200
+    assert form_errors(response)["source"][0].startswith("invalid OpenAPI document")
+    assert not integration.api_schemas.exists()

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from ..choices import ResourceKind
-from ..models import Attachment, Device, Instance, Integration, IntegrationVersion, Organization
+from ..models import ApiSchema, Attachment, Device, Instance, Integration, IntegrationVersion, Organization
 from ..validators import SECRET_MASK, validate_attachment, validate_icon
 
 
@@ -112,6 +112,30 @@ class AttachmentForm(forms.ModelForm):
         if upload and not self.instance.pk:
             validate_attachment(upload)
         return upload
+
+
+class ApiSchemaForm(forms.ModelForm):
+    """An OpenAPI/Swagger document pasted as text or uploaded as a file (the file wins)."""
+
+    upload = forms.FileField(required=False, label="Upload a file", help_text="JSON or YAML; replaces the text below.")
+    source = forms.CharField(widget=CodeTextarea(rows=20), required=False, strip=False, label="Document")
+    field_aliases = {"document": "source"}
+
+    class Meta:
+        model = ApiSchema
+        fields = ["integration", "name", "source"]
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("upload")
+        if upload:
+            try:
+                cleaned["source"] = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                self.add_error("upload", "the document is not UTF-8 text")
+        if "source" in cleaned and not (cleaned["source"] or "").strip() and not self.errors:
+            self.add_error("source", "paste the document or upload its file")
+        return cleaned
 
 
 # --- Versions -----------------------------------------------------------------------------

@@ -1,14 +1,15 @@
-"""Attachments and API schemas of an integration, scoped to its owner."""
+"""Attachments and API schemas of an integration, scoped to its owner, written through
+``services.media`` and ``services.apischemas``."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils.html import format_html
+from django.db.models import Count
 
 from ..exceptions import DomainError
-from ..models import ApiSchema, Attachment
-from ..services import media
-from .forms import AttachmentForm
-from .mixins import ScopedAdmin, report
+from ..models import ApiEndpoint, ApiSchema, Attachment
+from ..services import apischemas, media
+from .forms import ApiSchemaForm, AttachmentForm
+from .mixins import ScopedAdmin, ScopedInline, report
 from .saving import ServiceSaveMixin, refusing
 
 
@@ -45,21 +46,56 @@ class AttachmentAdmin(ServiceSaveMixin, ScopedAdmin):
                 report(request, exc, prefix=f"{attachment}: ")
 
 
-@admin.register(ApiSchema)
-class ApiSchemaAdmin(ScopedAdmin):
-    """Read-only: an upload must be parsed and indexed, which is the API-schema service's
-    job, not a model form's."""
+class EndpointInline(ScopedInline, admin.TabularInline):
+    model = ApiEndpoint
+    fields = ["method", "path", "operation_id", "summary"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "indexed endpoints"
 
+
+@admin.register(ApiSchema)
+class ApiSchemaAdmin(ServiceSaveMixin, ScopedAdmin):
+    """Uploads go through ``services.apischemas.upload_api_schema``, which parses, checks
+    and indexes the document; saving again under the same name replaces it."""
+
+    form = ApiSchemaForm
     org_lookups = ("integration__owner",)
-    closed_to_everyone = ("add", "change")
-    list_display = ["name", "integration", "title", "api_version", "uploaded_by", "uploaded_at"]
+    list_display = ["name", "integration", "title", "api_version", "endpoint_count", "uploaded_by", "uploaded_at"]
     list_filter = ["integration__category", ("integration__owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "title", "integration__name", "integration__description"]
     list_select_related = ["integration", "uploaded_by"]
-    fields = ["integration", "name", "title", "api_version", "document_summary", "uploaded_by", "uploaded_at", "source"]
-    readonly_fields = fields
+    inlines = [EndpointInline]
 
-    @admin.display(description="indexed document")
-    def document_summary(self, obj):
-        paths = (obj.document or {}).get("paths") or {}
-        return format_html("{} paths", len(paths)) if obj.document else "Not indexed."
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_endpoints=Count("endpoints"))
+
+    def get_fields(self, request, obj=None):
+        about = ["title", "api_version", "uploaded_by", "uploaded_at"]
+        return ["integration", "name", "upload", "source"] + (about if obj else [])
+
+    def get_readonly_fields(self, request, obj=None):
+        about = ["title", "api_version", "uploaded_by", "uploaded_at"]
+        return ["integration", "name", *about] if obj else []
+
+    @admin.display(description="endpoints", ordering="n_endpoints")
+    def endpoint_count(self, obj):
+        return obj.n_endpoints
+
+    def save_model(self, request, obj, form, change):
+        with refusing():
+            saved = apischemas.upload_api_schema(
+                integration=obj.integration, name=obj.name, source=form.cleaned_data["source"], user=request.user,
+            )
+        obj.pk, obj._state.adding = saved.pk, False
+
+    def delete_model(self, request, obj):
+        apischemas.delete_api_schema(schema=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for schema in queryset.select_related("integration"):
+            try:
+                apischemas.delete_api_schema(schema=schema, user=request.user)
+            except DomainError as exc:
+                report(request, exc, prefix=f"{schema}: ")
