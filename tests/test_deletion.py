@@ -124,6 +124,15 @@ def test_a_fork_survives_with_forked_from_cleared(doomed, globex, outsider, publ
     assert files_under(media_root) == fork_files
 
 
+def test_a_bulk_delete_removes_files_too(doomed, media_root, django_capture_on_commit_callbacks):
+    """The admin's "delete selected" deletes through a queryset: the files still go."""
+    with django_capture_on_commit_callbacks(execute=True):
+        Integration.objects.filter(pk=doomed.pk).delete()
+
+    assert not Attachment.objects.exists()
+    assert files_under(media_root) == []
+
+
 def test_a_rolled_back_delete_keeps_rows_and_files(doomed, publisher, media_root, django_capture_on_commit_callbacks):
     files = files_under(media_root)
 
