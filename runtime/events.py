@@ -44,7 +44,8 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
     ``{"event": event, "payload": payload}``. A disabled instance, or an event no handler
     listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name."""
     validate_event_name(event)
-    if not instance.enabled:
+    # The stored flag, not the caller's copy: a disable that committed since must win.
+    if not Instance.objects.filter(pk=instance.pk, enabled=True).exists():
         return []
     runs = [
         HandlerRun(instance=instance, handler=name, trigger=Trigger.EVENT, input={"event": event, "payload": payload})

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from marketplace import access
@@ -119,19 +119,25 @@ def process_run(run_id: int) -> str:
 
 
 def claim_run(run_id: int) -> str:
-    """Count a pickup. The common case is one UPDATE; the rest needs a look at the row."""
-    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance__enabled=True).update(
-        starts=F("starts") + 1
-    ):
+    """Decide what a pickup does; ``execute_run`` itself marks the run running and counts
+    the pickup in ``starts``. The common case (queued, instance enabled) is one SELECT."""
+    row = HandlerRun.objects.filter(pk=run_id).values_list("status", "starts", "instance__enabled").first()
+    if row is None:
+        return "gone"
+    status, starts, enabled = row
+    if status in FINISHED:
+        return "finished"
+    if status == RunStatus.QUEUED and enabled:
         return "execute"
     with transaction.atomic():
-        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=run_id).first()
-        if run is None:
-            return "gone"
-        if run.status == RunStatus.QUEUED:
+        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").get(pk=run_id)
+        if run.status in FINISHED:
+            return "finished"
+        if not run.instance.enabled:
             _record_failure(run, "instance_disabled", "the instance is disabled: its handlers do not run")
             return "refused"
         if run.status == RunStatus.RUNNING:
+            # Picked up before by a worker that died (hard time limit, memory, crash).
             if run.starts >= settings.JUNCTION_RUN_MAX_STARTS:
                 _record_failure(
                     run, "worker_lost",
@@ -139,11 +145,7 @@ def claim_run(run_id: int) -> str:
                 )
                 return "lost"
             log.warning("run %s was picked up before by a worker that died; running it again", run_id)
-            run.starts += 1
-            run.status = RunStatus.QUEUED
-            run.save(update_fields=["starts", "status"])
-            return "execute"
-        return "finished"
+        return "execute"
 
 
 def fail_run(run_id: int, code: str, message: str) -> None:
@@ -197,6 +199,11 @@ def retry_policy(spec: dict) -> tuple[int, float]:
     return max(1, min(attempts, settings.JUNCTION_RETRY_MAX_ATTEMPTS)), float(backoff)
 
 
+def retry_delay(*, backoff: float, attempt: int) -> float:
+    """Seconds before the attempt after failed attempt ``attempt``: backoff, doubling."""
+    return min(backoff * 2 ** (attempt - 1), settings.JUNCTION_RETRY_MAX_DELAY_SECONDS)
+
+
 def schedule_retry(run: HandlerRun) -> HandlerRun | None:
     """Queue the next attempt of a failed run after ``backoff * 2**(attempt-1)`` seconds.
     ``attempts`` counts the first run: ``attempts: 3`` means up to two retries."""
@@ -205,7 +212,7 @@ def schedule_retry(run: HandlerRun) -> HandlerRun | None:
     if run.attempt >= attempts or not run.instance.enabled:
         return None
     first_id = run.first_run_id or run.pk
-    delay = min(backoff * 2 ** (run.attempt - 1), settings.JUNCTION_RETRY_MAX_DELAY_SECONDS)
+    delay = retry_delay(backoff=backoff, attempt=run.attempt)
     retry = HandlerRun(
         instance=run.instance, handler=run.handler, trigger=Trigger.RETRY, input=run.input,
         first_run_id=first_id, attempt=run.attempt + 1, idempotency_key=f"retry:{first_id}:{run.attempt + 1}",
@@ -215,6 +222,7 @@ def schedule_retry(run: HandlerRun) -> HandlerRun | None:
             enqueue_runs([retry], countdown=delay or None)
     except IntegrityError:
         return None  # this attempt is already queued
+    retry.countdown = delay  # for callers and tests: the message was sent with it
     log.info("run %s failed (%s); attempt %d in %.0f s", run.pk, run.error_code, retry.attempt, delay)
     return retry
 

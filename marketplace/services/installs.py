@@ -147,7 +147,10 @@ def install_version(
     except IntegrityError:
         raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name")
     _replace_bindings(instance, resolved)
-    _runtime()[1].sync_schedules(instance)
+    lifecycle, schedules = _runtime()
+    schedules.sync_schedules(instance)
+    # A failing install handler raises LifecycleFailed: the whole install rolls back.
+    lifecycle.run_lifecycle(instance=instance, moment="install")
     return instance
 
 
@@ -202,10 +205,14 @@ def upgrade_instance(
     plain, secret = _resolve_config(version, current if config is None else config, instance.secret_config)
     kept = {b.alias: b.device for b in instance.bindings.select_related("device") if b.alias in version.resources}
     resolved = _resolve_bindings(version, instance.organization, {**kept, **(bindings or {})})
+    previous = instance.version
     instance.version, instance.config, instance.secret_config = version, plain, secret
     instance.save()
     _replace_bindings(instance, resolved)
-    _runtime()[1].sync_schedules(instance)
+    lifecycle, schedules = _runtime()
+    schedules.sync_schedules(instance)
+    # Input {from, to}: the version numbers. A failure rolls the upgrade back.
+    lifecycle.run_lifecycle(instance=instance, moment="upgrade", input={"from": previous.number, "to": version.number})
     return instance
 
 
@@ -226,6 +233,8 @@ def uninstall_instance(*, instance: Instance, user=None) -> None:
     """Remove an instance with its bindings, storage, cache, runs and timer schedules."""
     access.require_role(user, instance.organization)
     instance = _locked(instance)
+    # Uninstall handlers run first; their failure is logged, the instance goes anyway.
+    _runtime()[0].run_lifecycle(instance=instance, moment="uninstall", raise_on_failure=False)
     instance.delete()
 
 
