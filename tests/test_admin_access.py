@@ -190,3 +190,12 @@ def test_integration_changelist_query_count_does_not_grow_with_rows(client, publ
     # of other apps' admins in the sidebar.
     with django_assert_max_num_queries(10):
         client.get(url("integration_changelist"))
+
+
+def test_superuser_manages_categories_and_memberships(client, admin_user, acme, publisher):
+    client.force_login(admin_user)
+    assert client.post(url("category_add"), {"name": "ERP", "slug": "erp", "ordering": 1}).status_code == 302
+    page = client.get(url("organization_change", acme.pk))
+    assert page.context["has_change_permission"] is True
+    membership_formset = page.context["inline_admin_formsets"][0].formset
+    assert [form.instance.user for form in membership_formset.initial_forms] == [publisher]
