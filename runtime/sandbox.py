@@ -302,7 +302,8 @@ local function quantifiers(p)
     local quantifiable = true
     if c == 37 then -- %
       local nx = s_byte(p, i + 1)
-      if nx == 98 then i = i + 4; quantifiable = false           -- %bxy
+      if nx == 98 then i = i + 4; quantifiable = false; q = q + 1  -- %bxy scans to the end
+      elseif nx and nx >= 49 and nx <= 57 then i = i + 2; q = q + 1   -- %1-%9 compares a capture
       elseif nx == 102 then                                       -- %f[set]
         i = i + 2; quantifiable = false
         if s_byte(p, i) == 91 then
@@ -343,17 +344,23 @@ local function quantifiers(p)
 end
 
 local function guard(s, p, plainflag)
-  if plainflag then return end
   if type(s) == "number" then s = tostring(s) end
   if type(p) == "number" then p = tostring(p) end
   if type(s) ~= "string" or type(p) ~= "string" then return end
   local n = #s
   if n <= 64 then return end
-  local q, anchored = quantifiers(p)
-  if q <= 0 then return end
-  local e = anchored and q or q + 1
-  local cost = 1
-  for k = 1, e do cost = cost * n / k end
+  local cost
+  local q, anchored = 0, false
+  if not plainflag and s_find(p, "[%^%$%*%+%?%.%(%)%[%]%%%-]") then
+    q, anchored = quantifiers(p)
+  end
+  if q <= 0 then
+    cost = n * #p  -- plain search (or no backtracking): every start against the pattern
+  else
+    local e = anchored and q or q + 1
+    cost = 1
+    for k = 1, e do cost = cost * n / k end
+  end
   if cost > PATTERN_MAX then
     error(where() .. "pattern_too_complex: a pattern with " .. q .. " backtracking quantifiers on a " .. n
           .. "-byte string could run too long; match smaller pieces", 0)
@@ -506,7 +513,15 @@ env._VERSION = _VERSION
 env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
 env.print, env.load, env.require = s_print, s_load, s_require
 env.string = S
-env.table = copy(table, {"concat", "insert", "move", "pack", "remove", "sort", "unpack"})
+env.table = copy(table, {"concat", "insert", "pack", "remove", "sort", "unpack"})
+local t_move = table.move
+env.table.move = function(a1, f, e, t, a2)
+  -- table.move loops in C: a huge range on empty tables would never meet the hook.
+  if type(f) == "number" and type(e) == "number" and e - f > MAXITEMS * 10 then
+    error(where() .. "table.move: range too large", 0)
+  end
+  return t_move(a1, f, e, t, a2)
+end
 env.math = copy(math, {"abs", "ceil", "cos", "deg", "exp", "floor", "fmod", "huge", "log", "max", "maxinteger", "min", "mininteger", "modf", "pi", "rad", "random", "randomseed", "sin", "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan"})
 env.utf8 = copy(utf8, {"char", "charpattern", "codes", "codepoint", "len", "offset"})
 env.os = copy(os, {"time", "clock", "date", "difftime"})
@@ -588,12 +603,30 @@ def from_lua(value: Any) -> Any:
     return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): from_lua(v) for k, v in items}
 
 
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _plain_tree(value: Any, depth: int = 0) -> Any:
+    """A copy holding only JSON-like data: anything else becomes its string form, so no
+    Python object can ride into Lua inside a table (table_from would wrap it)."""
+    if isinstance(value, _SCALARS):
+        return value
+    if depth > 64:
+        raise ValueError("value nested too deeply")
+    if isinstance(value, dict):
+        return {(k if isinstance(k, (str, int)) and not isinstance(k, bool) else str(k)): _plain_tree(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_tree(v, depth + 1) for v in value]
+    return str(value)
+
+
 def to_lua(lua, value: Any) -> Any:
     """Python plain data to Lua values: dicts/lists become fresh Lua tables (never proxies)."""
-    if isinstance(value, (dict, list, tuple)):
-        return lua.table_from(value, recursive=True)
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+    if isinstance(value, _SCALARS):
         return value
+    if isinstance(value, (dict, list, tuple)):
+        return lua.table_from(_plain_tree(value), recursive=True)
     return str(value)
 
 

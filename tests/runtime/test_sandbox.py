@@ -306,6 +306,12 @@ def test_pcall_nesting_is_capped(run_code):
         'string.match(string.rep("a", 2000), "(.*)(.*)(.*)b")',
         'string.gsub(string.rep("a", 20000), "a.-b", "")',
         'for w in string.gmatch(string.rep("a", 1000), "a*a*a*b") do end',
+        # balanced matches and back-references rescan the subject from every start
+        'string.find(string.rep("(", 200000), "%b()")',
+        'string.find(string.rep("a", 200000), "(a+)%1b")',
+        # plain search is n × m too
+        'string.find(string.rep("a", 1000000), string.rep("a", 1000) .. "b", 1, true)',
+        'string.find(string.rep("a", 1000000), string.rep("a", 1000) .. "b")',
     ],
 )
 def test_pathological_patterns_are_refused(run_code, call):
@@ -384,3 +390,22 @@ def test_a_soft_time_limit_inside_a_ctx_call_is_a_timeout(run_code):
         file="main.lua", function="h", input={}, host=Host(), limits=small_limits(),
     )
     assert outcome.error.code == "timeout"
+
+
+def test_table_move_refuses_huge_ranges(run_code):
+    outcome = run_code("function h(ctx, input) table.move({}, 1, 1e15, 2) end")
+    assert outcome.error.code == "lua_error"
+    assert "range too large" in outcome.error.message
+    ordinary = run_code("function h(ctx, input) return table.move({1, 2, 3}, 1, 3, 2) end")
+    assert ordinary.result == [1, 1, 2, 3]
+
+
+def test_host_values_reach_lua_as_plain_tables_only(run_code):
+    import datetime
+    import decimal
+
+    outcome = run_code(
+        "function h(ctx, input) return { type(input.when), type(input.amount), type(input.nested[1].obj), input.nested[1].n } end",
+        input={"when": datetime.date(2026, 1, 2), "amount": decimal.Decimal("1.5"), "nested": [{"obj": object(), "n": 1}]},
+    )
+    assert outcome.result == ["string", "string", "string", 1]
