@@ -17,6 +17,20 @@ body, json, timeout})`` → ``{status, headers, body, json}``
 ``ctx.config``, ``ctx.instance`` (id, name, integration, version)  —
 ==========================================================  ===========================
 
+Details publishers rely on:
+
+- ``http``: ``method`` defaults to GET; ``path`` is joined under the device's base URL
+  (``..``, absolute URLs and control characters refused); ``query`` is a table (sent sorted);
+  ``json`` is encoded and sets ``Content-Type``; ``body`` is a string; ``timeout`` is in
+  milliseconds (never beyond the run's deadline). Redirects are returned, not followed.
+  ``json`` in the response is set when the response's content type says JSON.
+- ``sql``: ``?`` placeholders, ``params`` an array; returns an array of rows (column → value;
+  numerics as numbers, dates as ISO strings), an empty array for statements without rows.
+- ``cacheSet``/``cache.set``: ``ttl`` in seconds, absent for no expiry; ``cacheGet`` /
+  ``cache.get`` return nil for missing or expired keys.
+- ``containersList`` returns at most 1000 entries ordered by key.
+- ``print(...)`` logs its arguments, tab-separated, at level ``info``.
+
 A refusal is a catchable Lua error ``"permission_denied: …"`` that names the missing
 permission. Aliases must be declared in the manifest's ``resources`` with the right kind
 (``invalid_alias``) and bound to a device (``unbound_alias``). Storage is pluggable
