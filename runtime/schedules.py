@@ -59,13 +59,13 @@ class Schedule:
 
 def parse_every(value) -> int:
     """``"30s"``, ``"5m"``, ``"1h"``, ``"1h30m"`` (or a number of seconds) → seconds,
-    within [JUNCTION_TIMER_MIN_SECONDS, 31 days]. Durations are parsed by the package
+    within [JUNCTION_MIN_TIMER_SECONDS, 31 days]. Durations are parsed by the package
     validator's own function, so validation and the scheduler agree."""
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
         seconds = packaging_schedules.parse_every(value)
-    minimum = settings.JUNCTION_TIMER_MIN_SECONDS
+    minimum = settings.JUNCTION_MIN_TIMER_SECONDS
     if seconds < minimum:
         raise ValueError(f"every must be at least {minimum}s, got {value!r}")
     if seconds > MAX_EVERY_SECONDS:

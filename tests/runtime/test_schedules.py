@@ -44,9 +44,9 @@ def test_bad_every_durations_are_refused(text):
 
 
 def test_every_below_the_platform_minimum_is_refused(settings):
-    settings.JUNCTION_TIMER_MIN_SECONDS = 10
-    with pytest.raises(ValueError, match="at least 10s"):
-        parse_every("5s")
+    settings.JUNCTION_MIN_TIMER_SECONDS = 20
+    with pytest.raises(ValueError, match="at least 20s"):
+        parse_every("15s")
 
 
 def test_every_slots_are_on_the_timers_own_grid_and_strictly_after():

@@ -1,0 +1,137 @@
+"""End to end through a real Celery worker and beat (subprocesses) on Redis + PostgreSQL:
+a timer fires on its schedule and writes to its container, and stops once its instance
+is disabled. Skipped unless DATABASE_URL is PostgreSQL and CELERY_BROKER_URL is Redis
+(the second pass of .ci/run). Every wait is bounded; the subprocesses are always killed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from marketplace.choices import RunStatus, Trigger
+from marketplace.models import ContainerEntry, HandlerRun
+from marketplace.services.installs import set_instance_enabled
+from runtime.schedules import ensure_periodic_tasks
+
+from .helpers import install, make_runtime_version, timer
+
+BASE_DIR = Path(settings.BASE_DIR)
+ON_PG_AND_REDIS = (
+    os.environ.get("DATABASE_URL", "").split(":")[0] in {"postgres", "postgresql"}
+    and os.environ.get("CELERY_BROKER_URL", "").startswith("redis://")
+)
+pytestmark = [
+    pytest.mark.celery,
+    pytest.mark.skipif(not ON_PG_AND_REDIS, reason="needs DATABASE_URL=postgres://… and CELERY_BROKER_URL=redis://… "
+                       "(the second pass of .ci/run sets both)"),
+]
+
+COUNTER_LUA = """
+function tick(ctx, input)
+  local last = ctx.integration.containersGet("beats", "count")
+  local n = (last and last.n or 0) + 1
+  ctx.integration.containersSet("beats", "count", { n = n, lastRunAt = input.lastRunAt })
+  return { n = n }
+end
+"""
+TIMEOUT = 60
+
+
+def database_url() -> str:
+    """The test database (test_junction…) for the subprocesses."""
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def wait_for(predicate, what: str, procs, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        for name, proc, _ in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"celery {name} exited with {proc.returncode} while waiting for {what}")
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def celery_processes(transactional_db, tmp_path):
+    from marketplace.celery import app
+
+    ensure_periodic_tasks()
+    app.control.purge()  # nothing left over from an earlier run
+    env = {**os.environ, "DATABASE_URL": database_url(), "JUNCTION_DISPATCH_EVERY_SECONDS": "1"}
+    celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
+    commands = {
+        "worker": celery + ["worker", "-Q", "celery,handlers", "-c", "2", "-l", "INFO", "--without-mingle",
+                            "--without-gossip", "--without-heartbeat", "-n", f"e2e-{os.getpid()}@%h"],
+        "beat": celery + ["beat", "-l", "INFO", "-s", str(tmp_path / "beat-schedule"),
+                          "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+    }
+    procs = []
+    try:
+        for name, command in commands.items():
+            log = open(tmp_path / f"{name}.log", "wb")
+            proc = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            procs.append((name, proc, log))
+        yield procs
+    finally:
+        for name, proc, log in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name, proc, log in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            log.close()
+        for name, *_ in procs:
+            tail = (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
+            print(f"--- celery {name} (last lines) ---\n{tail}")
+        app.control.purge()
+
+
+def timer_runs(instance):
+    return HandlerRun.objects.filter(instance=instance, trigger=Trigger.TIMER)
+
+
+def test_a_timer_fires_through_beat_and_worker_and_stops_when_disabled(celery_processes, settings):
+    settings.JUNCTION_MIN_TIMER_SECONDS = 1  # a 2-second timer keeps the test short
+    version = make_runtime_version({"tick": timer("2s")}, {"main.lua": COUNTER_LUA})
+    watched = install(version=version, name="watched")
+    control = install(version=version, name="control")
+
+    # It fires on its schedule and writes to its container, again and again.
+    wait_for(lambda: timer_runs(watched).filter(status=RunStatus.SUCCEEDED).count() >= 2,
+             "two successful timer runs", celery_processes)
+    entry = ContainerEntry.objects.get(instance=watched, container="beats", key="count")
+    assert entry.value["n"] >= 2
+    assert entry.value["lastRunAt"].endswith("Z")  # the second run was told when the first ran
+    assert all(run.starts == 1 for run in timer_runs(watched).filter(status=RunStatus.SUCCEEDED))
+
+    # Disabled, it stops: while the control instance runs three more times, no new run appears.
+    set_instance_enabled(instance=watched, enabled=False)
+    marker = HandlerRun.objects.order_by("-pk").values_list("pk", flat=True).first()
+    wait_for(lambda: timer_runs(control).filter(pk__gt=marker, status=RunStatus.SUCCEEDED).count() >= 3,
+             "three more runs of the control instance", celery_processes)
+    assert not timer_runs(watched).filter(pk__gt=marker).exists()
+    # Runs queued before the disable were refused at pickup, or had already started.
+    refused = timer_runs(watched).filter(status=RunStatus.FAILED)
+    assert all(run.error_code == "instance_disabled" for run in refused)
+    slots = [run.idempotency_key for run in timer_runs(control)]
+    assert len(slots) == len(set(slots))
