@@ -61,12 +61,19 @@ def test_adding_a_duplicate_name_is_a_field_error(logged_in, acme, integration):
     assert Integration.objects.filter(name="Printer sync").count() == 1
 
 
-def test_a_non_square_icon_is_refused_on_the_field_and_nothing_is_saved(logged_in, integration):
-    response = post_change(
-        logged_in, "integration", integration.pk, summary="Changed", upload_icon=factories.png_upload(640, 480),
-    )
+@pytest.mark.parametrize(
+    "upload, message",
+    [
+        (lambda: factories.png_upload(640, 480), "icon must be square: got 640×480"),
+        (lambda: factories.png_upload(200), "icon must be at least 400×400 px: got 200×200"),
+        (lambda: factories.png_upload(400, fmt="JPEG"), "icon must be a PNG image: got JPEG"),
+        (lambda: factories.upload("icon.png", b"not an image"), "icon must be a PNG image: the file is not an image"),
+    ],
+)
+def test_a_refused_icon_shows_its_reason_on_the_field_and_nothing_is_saved(logged_in, integration, upload, message):
+    response = post_change(logged_in, "integration", integration.pk, summary="Changed", upload_icon=upload())
     assert response.status_code == 200
-    assert form_errors(response)["upload_icon"] == ["icon must be square: got 640×480"]
+    assert form_errors(response)["upload_icon"] == [message]
     integration.refresh_from_db()
     assert integration.summary == "" and not integration.icon
 
@@ -78,6 +85,10 @@ def test_a_valid_icon_is_stored_with_its_thumbnail_and_listed(logged_in, integra
     assert integration.icon and integration.icon_thumbnail
     listing = logged_in.get(url("integration_changelist"))
     assert integration.icon_thumbnail.url.encode() in listing.content
+
+    assert post_change(logged_in, "integration", integration.pk, remove_icon="on").status_code == 302
+    integration.refresh_from_db()
+    assert not integration.icon and not integration.icon_thumbnail
 
 
 def test_attachment_added_inline_goes_through_the_media_service(logged_in, integration, publisher):
