@@ -1,4 +1,4 @@
-"""What every console page shares: access by membership role, and saving through services.
+"""What every console page shares: access by membership role.
 
 Access: a staff user sees the console when they are a superuser or hold a publishing role
 (owner or publisher) in some organization. Django's per-model permissions are not
