@@ -74,6 +74,13 @@ def test_explicit_slug_must_be_free(acme, globex):
     assert exc.value.errors == {"slug": ["the slug 'shared' is taken"]}
 
 
+def test_an_explicit_slug_must_be_a_slug(acme):
+    with pytest.raises(InvalidInput) as exc:
+        create_integration(organization=acme, name="Odd", slug="Not a slug!")
+    assert list(exc.value.errors) == ["slug"]
+    assert not Integration.objects.exists()
+
+
 def test_invalid_visibility_is_refused_by_full_clean(acme):
     with pytest.raises(InvalidInput) as exc:
         create_integration(organization=acme, name="Odd", visibility="secret")

@@ -76,6 +76,13 @@ def test_at_most_one_draft(integration, publisher):
     assert integration.versions.count() == 1
 
 
+def test_get_or_create_draft_opens_one_when_there_is_none(integration, publisher):
+    factories.make_published(integration)
+    draft = get_or_create_draft(integration=integration, user=publisher)
+    assert draft.is_draft and draft.files == factories.SAMPLE_FILES
+    assert get_or_create_draft(integration=integration, user=publisher) == draft
+
+
 def test_the_database_refuses_a_second_draft(integration):
     factories.make_draft(integration)
     with pytest.raises(IntegrityError), transaction.atomic():

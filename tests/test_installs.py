@@ -107,6 +107,13 @@ def test_nul_characters_in_config_are_refused(v1, globex, bindings):
     assert counts() == (0, 0)
 
 
+def test_bindings_must_be_an_object(v1, globex, printer):
+    with pytest.raises(InvalidInput) as exc:
+        install(v1, globex, bindings=[printer.pk])
+    assert exc.value.errors == {"bindings": ["bindings must map each resource alias to a device"]}
+    assert counts() == (0, 0)
+
+
 def test_every_declared_resource_must_be_bound(v1, globex, printer):
     before = counts()
 
@@ -246,6 +253,12 @@ def test_reconfigure_renames_and_rebinds(instance, v1, globex, bindings):
     assert instance.name == "Renamed"
     assert instance.bindings.get(alias="my-printer").device == other_printer
     assert instance.bindings.count() == 2
+
+
+def test_a_rename_needs_a_name(instance):
+    with pytest.raises(InvalidInput) as exc:
+        reconfigure_instance(instance=instance, name="   ")
+    assert exc.value.errors == {"name": ["a name is required"]}
 
 
 def test_rebinding_is_validated(instance, acme, erp):
