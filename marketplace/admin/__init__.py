@@ -11,3 +11,4 @@ Every write goes through ``marketplace.services``; a service's refusal becomes a
 error or an admin message and nothing of the request is kept (``saving``).
 """
 from . import devices, instances, integrations, media, organizations, runs, versions  # noqa: F401 (registration)
+from . import packaging  # noqa: F401 (registration: API index, version validate/diff/export)

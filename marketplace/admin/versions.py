@@ -19,6 +19,7 @@ from ..services import drafts as draft_service
 from ..services import publishing
 from .forms import DraftForm, PublishForm
 from .mixins import ScopedAdmin, ScopedInline, report
+from .packaging import version_tools, version_urls
 from .pages import render_action_page
 from .saving import ServiceSaveMixin, refusing
 
@@ -165,6 +166,8 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
                 label = "Mark unavailable" if version.available else "Mark available"
                 url = reverse("admin:marketplace_integrationversion_availability", args=[version.pk])
                 tools.append({"label": label, "url": f"{url}?available={0 if version.available else 1}", "post": True})
+        if version is not None:
+            tools += version_tools(version)
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "junction_tools": tools})
 
     # --- operations -----------------------------------------------------------------------
@@ -176,6 +179,7 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
                 "<path:object_id>/availability/", view(self.availability_view),
                 name="marketplace_integrationversion_availability",
             ),
+            *version_urls(self),
         ] + super().get_urls()
 
     def _version_for_change(self, request, object_id) -> IntegrationVersion:

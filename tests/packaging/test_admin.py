@@ -1,0 +1,111 @@
+"""The console's packaging pages: the searchable API index and per-version validation,
+diff and export, scoped like every console page."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from django.urls import reverse
+
+from marketplace.services.apischemas import upload_api_schema
+from tests import factories
+
+from .helpers import FIXTURES, MINI_LUA, MINI_MANIFEST
+
+PETSTORE = (FIXTURES / "petstore.yaml").read_text()
+
+
+def url(name: str, *args) -> str:
+    return reverse(f"admin:marketplace_{name}", args=args)
+
+
+@pytest.fixture
+def pets(acme):
+    integration = factories.make_integration(acme, name="Pets", slug="pets")
+    upload_api_schema(integration=integration, name="petstore.yaml", source=PETSTORE)
+    return integration
+
+
+@pytest.fixture
+def versions(acme):
+    integration = factories.make_integration(acme, name="Mini", slug="mini")
+    v1 = factories.make_published(integration, manifest=MINI_MANIFEST, files={"main.lua": MINI_LUA})
+    draft = factories.make_draft(integration, manifest={**MINI_MANIFEST, "permissions": ["log", "tenant.sql"]},
+                                 files={"main.lua": MINI_LUA.replace("tick", "tock")})
+    return v1, draft
+
+
+def test_endpoints_are_searchable(client, publisher, pets):
+    client.force_login(publisher)
+
+    response = client.get(url("apiendpoint_changelist"), {"q": "photos"})
+
+    assert response.status_code == 200
+    rows = response.context["cl"].result_list
+    assert sorted(str(e) for e in rows) == ["DELETE /pets/{petId}/photos/{photoId}", "GET /pets/{petId}/photos",
+                                            "POST /pets/{petId}/photos"]
+
+
+def test_models_are_searchable_by_field(client, publisher, pets):
+    client.force_login(publisher)
+
+    response = client.get(url("apimodel_changelist"), {"q": "shipDate"})
+
+    assert [m.name for m in response.context["cl"].result_list] == ["NewOrder", "Order"]
+    page = client.get(url("apimodel_change", response.context["cl"].result_list[1].pk))
+    assert page.status_code == 200 and b"shipDate" in page.content
+
+
+def test_the_index_is_read_only_and_scoped(client, publisher, outsider, pets):
+    endpoint = pets.api_schemas.get().endpoints.first()
+    client.force_login(publisher)
+    assert client.get(url("apiendpoint_add")).status_code == 403
+    client.force_login(outsider)
+    assert client.get(url("apiendpoint_changelist")).context["cl"].result_count == 0
+    assert client.get(url("apiendpoint_change", endpoint.pk)).status_code == 404
+
+
+def test_a_version_page_links_to_validate_diff_and_export(client, publisher, versions):
+    _, draft = versions
+    client.force_login(publisher)
+
+    response = client.get(url("integrationversion_change", draft.pk))
+
+    labels = [tool["label"] for tool in response.context["junction_tools"]]
+    assert {"Validate", "Diff", "Export .zip"} <= set(labels)
+
+
+def test_the_validation_page_lists_codes(client, publisher, versions):
+    _, draft = versions
+    client.force_login(publisher)
+
+    response = client.get(url("integrationversion_validate", draft.pk))
+
+    assert response.status_code == 200
+    assert [w.code for w in response.context["report"].warnings] == ["permission_unused"]
+    assert b"permission_unused" in response.content and b"permissions.1" in response.content
+
+
+def test_the_diff_page_compares_the_draft_with_the_latest_version(client, publisher, versions):
+    v1, draft = versions
+    client.force_login(publisher)
+
+    response = client.get(url("integrationversion_diff", draft.pk))
+
+    diff = response.context["diff"]
+    assert (diff.old_label, diff.new_label) == ("v1", "draft")
+    assert [c.path for c in diff.manifest] == ["permissions"]
+    assert b'+  ctx.log.info(&quot;tock&quot;)' in response.content
+
+
+def test_export_downloads_the_package(client, publisher, outsider, versions):
+    v1, _ = versions
+    client.force_login(publisher)
+
+    response = client.get(url("integrationversion_export", v1.pk))
+
+    assert response["Content-Disposition"] == 'attachment; filename="mini-v1.zip"'
+    assert zipfile.ZipFile(io.BytesIO(response.content)).namelist() == ["manifest.json", "main.lua"]
+    client.force_login(outsider)
+    assert client.get(url("integrationversion_export", v1.pk)).status_code == 404
