@@ -48,7 +48,6 @@ MANIFEST = {
         "fail": {"type": "rpc", "file": "main.lua", "function": "fail"},
         "spin": {"type": "rpc", "file": "main.lua", "function": "spin", "limits": {"instructions": 100000}},
         "fetch": {"type": "rpc", "file": "main.lua", "function": "fetch"},
-        "ghost": {"type": "rpc", "file": "missing.lua", "function": "ghost"},
     },
 }
 
@@ -91,11 +90,15 @@ def test_a_failing_handler_exits_1(package):
     assert lines[2]["error"]["code"] == "instruction_limit"
 
 
+GHOST = {**MANIFEST, "handlers": {**MANIFEST["handlers"], "ghost": {"type": "rpc", "file": "missing.lua", "function": "ghost"}}}
+
+
 @pytest.mark.parametrize(
     "handler, manifest, message",
     [
         ("nope", None, "no handler 'nope'"),
-        ("ghost", None, "missing.lua is not in the package"),
+        # the whole package is checked, not only the handler asked for
+        ("recall", json.dumps(GHOST), "handler_file_missing"),
         ("recall", "{not json", "not valid JSON"),
     ],
 )

@@ -10,14 +10,13 @@ prints one JSON object per run, one per line::
 
 Exit status: 0 when every run succeeded, 1 when a handler failed, 2 when the package (or a
 command-line value) is invalid — then one object with error code ``package_invalid`` (or
-``usage_error``) is printed and nothing runs.
+``usage_error``) is printed and nothing runs. Packages are read and validated by
+``marketplace.packaging`` (as ``validate_integration`` does); the handlers named must exist.
 """
 from __future__ import annotations
 
 import json
 import sys
-import zipfile
-from pathlib import Path, PurePosixPath
 
 from django.core.management.base import BaseCommand
 
@@ -25,10 +24,6 @@ from runtime.dispatch import DeviceSpec
 from runtime.execution import run_spec
 from runtime.sandbox import RunResult
 from runtime.stores import MemoryStore
-
-MAX_PACKAGE_FILES = 256
-MAX_FILE_BYTES = 1024 * 1024
-
 
 class PackageInvalid(Exception):
     code = "package_invalid"
@@ -38,54 +33,25 @@ class UsageError(Exception):
     code = "usage_error"
 
 
-def read_package(path: str) -> tuple[dict, dict[str, str]]:
-    """(manifest, {path: text}) from a folder or a .zip; raises PackageInvalid."""
-    source = Path(path)
-    texts: dict[str, str] = {}
-    if source.is_dir():
-        for file in sorted(source.rglob("*")):
-            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(source).parts):
-                texts[file.relative_to(source).as_posix()] = _text(file.read_bytes(), file.name)
-                if len(texts) > MAX_PACKAGE_FILES:
-                    raise PackageInvalid(f"more than {MAX_PACKAGE_FILES} files")
-    elif source.is_file() and zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
-            names = [i for i in archive.infolist() if not i.is_dir()]
-            if len(names) > MAX_PACKAGE_FILES:
-                raise PackageInvalid(f"more than {MAX_PACKAGE_FILES} files")
-            for info in names:
-                name = PurePosixPath(info.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    raise PackageInvalid(f"unsafe path in the zip: {info.filename}")
-                if info.file_size > MAX_FILE_BYTES:
-                    raise PackageInvalid(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
-                texts[name.as_posix()] = _text(archive.read(info), info.filename)
-        # A zip of the folder itself: strip the common top folder.
-        if "manifest.json" not in texts:
-            tops = {p.split("/", 1)[0] for p in texts}
-            if len(tops) == 1 and all("/" in p for p in texts):
-                texts = {p.split("/", 1)[1]: t for p, t in texts.items()}
-    else:
-        raise PackageInvalid(f"{path} is neither a folder nor a .zip file")
-    if "manifest.json" not in texts:
-        raise PackageInvalid("the package has no manifest.json")
-    try:
-        manifest = json.loads(texts.pop("manifest.json"))
-    except ValueError as exc:
-        raise PackageInvalid(f"manifest.json is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise PackageInvalid("manifest.json must hold a JSON object")
-    files = {p: t for p, t in texts.items() if p.endswith(".lua")}
-    return manifest, files
+def load_package(path: str) -> tuple[dict, dict[str, str]]:
+    """(manifest, Lua bundle) of a folder or .zip, read and validated by the packaging
+    module (the same checks as ``validate_integration``); raises PackageInvalid."""
+    from marketplace.packaging.packages import PackageRefused, read_package
+    from marketplace.packaging.validation import validate_package
 
-
-def _text(data: bytes, name: str) -> str:
-    if len(data) > MAX_FILE_BYTES:
-        raise PackageInvalid(f"{name} is larger than {MAX_FILE_BYTES} bytes")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return ""  # binary files (images) are not code; Lua files are checked when run
+        package = read_package(path)
+    except PackageRefused as exc:
+        raise PackageInvalid(f"{exc.code}: {exc}") from None
+    if package.manifest_error is not None:
+        code, message = package.manifest_error
+        raise PackageInvalid(f"{code}: {message}")
+    report = validate_package(package.files, package.manifest)
+    if not report.valid:
+        problems = [f"{issue.code}: {issue.message}" for issue in report.errors[:5]]
+        more = len(report.errors) - len(problems)
+        raise PackageInvalid("; ".join(problems) + (f" (and {more} more)" if more > 0 else ""))
+    return package.manifest, package.bundle
 
 
 def check_handlers(manifest: dict, files: dict, names: list[str]) -> None:
@@ -191,7 +157,7 @@ class Command(BaseCommand):
         try:
             if not names:
                 raise UsageError("no handler given")
-            manifest, files = read_package(options["package"])
+            manifest, files = load_package(options["package"])
             check_handlers(manifest, files, names)
             run_input = _json_arg(options["input"], "input")
             config = _config(manifest, _json_arg(options["config"], "config"))
