@@ -121,3 +121,17 @@ def test_a_zip_package_with_a_bound_http_device(package, tmp_path, device_server
     assert code == 0, stderr
     assert lines[0]["result"] == {"status": 200, "path": "/v1/hello"}
     assert other_origin.requests == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "{not json"], "--input is not valid JSON"),
+        (["--bind", "api=sqlite:////tmp/x.db"], "the resource is http"),
+    ],
+)
+def test_bad_command_line_values_exit_2(package, args, message):
+    code, lines, _ = run(package, "recall", *args, "--json")
+    assert code == 2
+    assert lines[0]["error"]["code"] == "usage_error"
+    assert message in lines[0]["error"]["message"]
