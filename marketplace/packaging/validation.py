@@ -18,6 +18,12 @@ API_SUFFIXES = (".json", ".yaml", ".yml")
 README_NAMES = {"readme.md"}
 
 
+def static_budget() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024))
+
+
 def is_lua(path: str) -> bool:
     return path.lower().endswith(".lua")
 
@@ -93,6 +99,8 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
     # Compile every Lua file, then analyze the ones that compile.
     analyses = {}
     complete = True  # every Lua file analyzed: "unused" warnings can be trusted
+    # The pure-Python parser reads about 40 kB a second: bound the time validation may take.
+    budget, analyzed_bytes = static_budget(), 0
     for path, source in sorted(files.items()):
         if not is_lua(path):
             continue
@@ -106,6 +114,13 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
             report.add("lua_syntax", f"{path}:{line}: {message}" if line else message, file=path, line=line)
             complete = False
             continue
+        size = len(source.encode())
+        if analyzed_bytes + size > budget:
+            report.add("lua_parser_fallback", f"static checks skipped for {path}: the bundle has more Lua than the "
+                       f"{budget:,} bytes the static checker reads (JUNCTION_LUA_STATIC_MAX_BYTES)", file=path)
+            complete = False
+            continue
+        analyzed_bytes += size
         try:
             analyses[path] = analyze(source, path)
         except ParserUnavailable as exc:

@@ -57,16 +57,6 @@ def test_an_invalid_zip_exits_1_with_located_errors(tmp_path):
     assert "main.lua:3:" in error["message"]
 
 
-def test_warnings_alone_keep_a_package_valid(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({**helpers.MINI_MANIFEST, "permissions": ["log", "tenant.sql"]}))
-    (tmp_path / "main.lua").write_text(helpers.MINI_LUA)
-
-    run = validate(tmp_path, "--json")
-
-    assert run.returncode == 0
-    assert [(w["code"], w["path"]) for w in json.loads(run.stdout)["warnings"]] == [("permission_unused", "permissions.1")]
-
-
 def test_a_hostile_zip_exits_1_with_its_refusal(tmp_path):
     path = tmp_path / "evil.zip"
     path.write_bytes(helpers.make_zip(extra=[(helpers.symlink_info("lib.lua"), b"/etc/passwd")]))
@@ -77,28 +67,41 @@ def test_a_hostile_zip_exits_1_with_its_refusal(tmp_path):
     assert [(e["code"], e["file"]) for e in json.loads(run.stdout)["errors"]] == [("package_symlink", "lib.lua")]
 
 
+# --- in-process runs (faster; push_integration needs the test database) --------------------------
+
+def run_command(name: str, *args) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command(name, *map(str, args), stdout=out, stderr=err)
+    return exc.value.code, out.getvalue(), err.getvalue()
+
+
+def test_warnings_alone_keep_a_package_valid(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({**helpers.MINI_MANIFEST, "permissions": ["log", "tenant.sql"]}))
+    (tmp_path / "main.lua").write_text(helpers.MINI_LUA)
+
+    code, out, _ = run_command("validate_integration", tmp_path, "--json")
+
+    assert code == 0
+    assert [(w["code"], w["path"]) for w in json.loads(out)["warnings"]] == [("permission_unused", "permissions.1")]
+
+
 def test_a_missing_package_exits_1(tmp_path):
-    run = validate(tmp_path / "nowhere.zip", "--json")
-    assert run.returncode == 1
-    assert json.loads(run.stdout)["errors"][0]["code"] == "package_unreadable"
+    code, out, _ = run_command("validate_integration", tmp_path / "nowhere.zip", "--json")
+    assert code == 1
+    assert json.loads(out)["errors"][0]["code"] == "package_unreadable"
 
 
 def test_the_readable_output_names_codes_and_places():
-    run = validate(helpers.FIXTURES / "bad" / "schedule_too_frequent")
+    code, out, _ = run_command("validate_integration", helpers.FIXTURES / "bad" / "schedule_too_frequent")
 
-    assert run.returncode == 1
-    assert "schedule_too_frequent" in run.stdout
-    assert "handlers.sync.schedule.every" in run.stdout
-    assert run.stdout.strip().endswith("INVALID: 1 error(s), 0 warning(s)")
-
-
-# --- push_integration (in-process: it needs the test database) ---------------------------------
+    assert code == 1
+    assert "schedule_too_frequent" in out
+    assert "handlers.sync.schedule.every" in out
+    assert out.strip().endswith("INVALID: 1 error(s), 0 warning(s)")
 
 def push(*args) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    with pytest.raises(SystemExit) as exc:
-        call_command("push_integration", *map(str, args), stdout=out, stderr=err)
-    return exc.value.code, out.getvalue(), err.getvalue()
+    return run_command("push_integration", *args)
 
 
 def test_push_creates_the_integration_and_publishes(acme):

@@ -124,3 +124,13 @@ def test_deep_nesting_falls_back_instead_of_crashing():
 ])
 def test_the_ctx_api_resolves_paths(path, known, permissions):
     assert lua.resolve_ctx(path) == (known, permissions)
+
+
+def test_static_checks_stop_at_their_byte_budget(settings):
+    settings.JUNCTION_LUA_STATIC_MAX_BYTES = 100
+    files = {"main.lua": 'function sync(ctx, input)\n  ctx.log.info("x")\nend\n',
+             "z.lua": "-- " + "x" * 100 + "\nos.execute('ls')\n"}
+    report = validate_content(MINI_MANIFEST, files)
+    # main.lua is checked; z.lua only compiled, and "unused" warnings are not guessed.
+    assert report.valid
+    assert [(w.code, w.file) for w in report.warnings] == [("lua_parser_fallback", "z.lua")]
