@@ -82,13 +82,22 @@ def test_description_defaults_to_the_source(source, globex, outsider):
     assert fork.description == "The original"
 
 
-def test_a_source_without_published_versions_gives_its_draft(acme, globex, outsider):
+def test_a_source_without_published_versions_gives_its_draft_to_its_own_publishers(acme, publisher):
     source = factories.make_integration(acme)
     factories.make_draft(source, files={"main.lua": "-- draft only"})
 
-    fork = fork_integration(source=source, organization=globex, name="Copy", user=outsider)
+    fork = fork_integration(source=source, organization=acme, name="Copy", user=publisher)
 
     assert fork.versions.get().files == {"main.lua": "-- draft only"}
+
+
+def test_an_outsider_never_gets_the_unpublished_draft(acme, globex, outsider):
+    source = factories.make_integration(acme)
+    factories.make_draft(source, files={"main.lua": "-- unpublished work"})
+
+    fork = fork_integration(source=source, organization=globex, name="Copy", user=outsider)
+
+    assert fork.versions.count() == 0
 
 
 def test_a_source_without_content_gives_an_empty_fork(acme, globex, outsider):

@@ -21,7 +21,9 @@ def fork_integration(
 ) -> Integration:
     """Create a new integration owned by ``organization`` with a new name, slug and
     description, holding a draft copy of the source's latest content (the latest published
-    version, else its draft), its category, icon and attachments, and ``forked_from`` set.
+    version; the draft only when nothing is published and the user may edit the source, so
+    unpublished work never leaks to another organization), its category, icon and
+    attachments, and ``forked_from`` set.
 
     The fork starts private and unpublished: its owner decides when it reaches the
     marketplace.
@@ -37,7 +39,9 @@ def fork_integration(
         user=user,
     )
     fork.forked_from = source
-    origin = source.latest_published() or source.versions.drafts().first()
+    origin = source.latest_published()
+    if origin is None and (user is None or access.has_role(user, source.owner, access.PUBLISHING_ROLES)):
+        origin = source.versions.drafts().first()
     if origin is not None:
         IntegrationVersion.objects.create(integration=fork, manifest=origin.manifest, files=dict(origin.files))
     written = []
