@@ -25,10 +25,13 @@ def compile_error(source: str, filename: str) -> tuple[int | None, str] | None:
     with Lua's own message. Nothing is executed: ``load`` only compiles."""
     runtime = lua54.LuaRuntime(register_eval=False, unpack_returned_tuples=True)
     load = runtime.eval("load")
-    result = load(source, "@" + filename, "t")
+    try:
+        result = load(source, "@" + filename, "t")
+    except (lua54.LuaError, MemoryError) as exc:  # e.g. "C stack overflow" on absurd nesting
+        result = (None, str(exc))
     if not isinstance(result, tuple):
         return None
-    message = str(result[1])
+    message = str(result[1]).split("\nstack traceback:", 1)[0]
     match = _LUA_MESSAGE.match(message)
     if match and match.group("file") == filename:
         return int(match.group("line")), match.group("message")

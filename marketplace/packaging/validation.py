@@ -101,9 +101,7 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
     complete = True  # every Lua file analyzed: "unused" warnings can be trusted
     # The pure-Python parser reads about 40 kB a second: bound the time validation may take.
     budget, analyzed_bytes = static_budget(), 0
-    for path, source in sorted(files.items()):
-        if not is_lua(path):
-            continue
+    for path, source in sorted(files.items()):  # the bundle is Lua, whatever the file names
         if not isinstance(source, str):
             report.add("package_encoding", f"{path} is not text", file=path)
             complete = False

@@ -134,3 +134,13 @@ def test_static_checks_stop_at_their_byte_budget(settings):
     # main.lua is checked; z.lua only compiled, and "unused" warnings are not guessed.
     assert report.valid
     assert [(w.code, w.file) for w in report.warnings] == [("lua_parser_fallback", "z.lua")]
+
+
+def test_absurd_nesting_is_reported_with_luas_message():
+    assert lua.compile_error("return " + "(" * 300 + "1" + ")" * 300, "a.lua") == (None, "C stack overflow")
+
+
+def test_bundle_files_are_lua_whatever_their_names():
+    report = validate_content({**MINI_MANIFEST, "handlers": {"sync": {**MINI_MANIFEST["handlers"]["sync"], "file": "main"}}},
+                              {"main": "function sync(ctx, input\nend\n"})
+    assert [(e.code, e.file, e.line) for e in report.errors] == [("lua_syntax", "main", 2)]
