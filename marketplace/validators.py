@@ -155,6 +155,11 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
     for name, spec in (schema.get("properties") or {}).items():
         if isinstance(spec, dict) and "default" in spec and name not in completed:
             completed[name] = spec["default"]
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        # Publishing validates configSchema; this guards versions that predate that check.
+        raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]})
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):

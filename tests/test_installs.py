@@ -396,3 +396,17 @@ def test_racing_installs_under_one_name_give_one_instance(transactional_db):
     assert list(refusals[0].errors) == ["name"]
     assert Instance.objects.count() == 1 and ResourceBinding.objects.count() == 2
 
+
+
+def test_a_broken_config_schema_is_a_clear_error_not_a_crash(acme, member):
+    from marketplace.models import IntegrationVersion
+
+    version = factories.make_published(factories.make_integration(acme))
+    # Written around the publish checks, as a version from before them would be.
+    IntegrationVersion.objects.filter(pk=version.pk).update(manifest={"configSchema": {"type": "no-such-type"}})
+    version.refresh_from_db()
+
+    with pytest.raises(InvalidInput) as exc:
+        install_version(version=version, organization=acme, name="Broken", config={}, user=member)
+
+    assert "configSchema is not valid JSON Schema" in exc.value.errors["config"][0]
