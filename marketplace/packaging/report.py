@@ -152,7 +152,8 @@ class Report:
         for label, items in (("error", self.errors), ("warning", self.warnings)):
             for issue in items:
                 where = issue.location or "package"
-                lines.append(f"{label:7} {issue.code:26} {where}: {issue.message}")
+                text = issue.message if issue.message.startswith(f"{where}:") else f"{where}: {issue.message}"
+                lines.append(f"{label:7} {issue.code:26} {text}")
         verdict = "valid" if self.valid else "INVALID"
         lines.append(f"{verdict}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         return "\n".join(lines)
