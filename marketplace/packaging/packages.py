@@ -175,7 +175,7 @@ def read_zip(handle) -> Package:
                 raise PackageRefused("package_encrypted", f"{name} is encrypted", file=name)
             entries.append((name, info))
 
-        prefix = _strip_wrapper([name for name, _ in entries])
+        prefix = _strip_wrapper([name for name, _ in entries if not _skipped(name)])
         package = Package()
         total = 0
         compressed_total = 0

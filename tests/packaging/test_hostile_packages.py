@@ -33,6 +33,13 @@ def test_a_single_wrapping_folder_is_stripped():
     assert read_package(data).bundle == {"main.lua": helpers.MINI_LUA}
 
 
+def test_finder_zips_with_macos_metadata_read():
+    data = helpers.make_zip({"mini/manifest.json": json.dumps(helpers.MINI_MANIFEST), "mini/main.lua": helpers.MINI_LUA,
+                             "__MACOSX/mini/._main.lua": b"\0\5\x16\7", "mini/.DS_Store": b"\0\0\0\1Bud1"})
+    package = read_package(data)
+    assert (package.manifest, package.files, package.ignored) == (helpers.MINI_MANIFEST, {"main.lua": helpers.MINI_LUA}, [])
+
+
 @pytest.mark.parametrize("name", ["../evil.lua", "lib/../../evil.lua", "/etc/cron.d/evil.lua", "C:/evil.lua",
                                   "lib\\..\\evil.lua", "lib//evil.lua"])
 def test_unsafe_paths_are_refused(name):
