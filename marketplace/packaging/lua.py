@@ -44,8 +44,9 @@ DATA = "data"  # ctx.config / ctx.instance: plain values, no permission, any fie
 SQL_WRITE = "device.sql.write"
 
 # path → permissions of which one is needed (a tuple) / a namespace (a dict) / DATA.
+# Kept in step with the runtime's table (runtime/ctx.py, Ctx._METHODS).
 CTX_API: dict = {
-    "device": {"http": ("device.http",), "sql": ("device.sql.read", "device.sql.write")},
+    "device": {"http": ("device.http",), "sql": ("device.sql.read",)},
     "integration": {
         "cacheSet": ("integration.cache",),
         "cacheGet": ("integration.cache",),
@@ -57,6 +58,7 @@ CTX_API: dict = {
     "config": DATA,
     "instance": DATA,
     "log": {level: ("log",) for level in ("debug", "info", "warn", "error")},
+    "print": ("log",),
     "cache": {op: ("tenant.cache",) for op in ("get", "set", "delete")},
     "sql": ("tenant.sql",),
 }
@@ -108,6 +110,8 @@ class CtxUse:
     known: bool
     permissions: tuple[str, ...]  # one of these is needed
     called: bool
+    writes: bool = False          # a literal SQL statement that writes: device.sql.write too
+    may_write: bool = False       # a query that is not a literal (or no call): it might write
 
 
 @dataclass
@@ -316,13 +320,13 @@ class _Walker:
             return
         known, permissions = resolve_ctx(rest)
         path = ".".join(rest)
-        writes = False
-        if call is not None and rest == ["device", "sql"] and len(call.args) > 1:
-            query = _string(call.args[1])
+        writes = may_write = False
+        if rest[:2] == ["device", "sql"] or rest == ["device"]:
+            query = _string(call.args[1]) if call is not None and len(call.args) > 1 and len(rest) == 2 else None
             writes = bool(query and _WRITE_SQL.match(query))
-        if writes:
-            permissions = (SQL_WRITE,)
-        self.a.ctx_uses.append(CtxUse(path=path, line=line, known=known, permissions=permissions, called=call is not None))
+            may_write = query is None
+        self.a.ctx_uses.append(CtxUse(path=path, line=line, known=known, permissions=permissions, called=call is not None,
+                                      writes=writes, may_write=may_write))
         if not known:
             return
         if rest[:1] == ["device"]:

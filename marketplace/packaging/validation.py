@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .lua import ParserUnavailable, analyze, compile_error, defines_function_roughly
+from .lua import SQL_WRITE, ParserUnavailable, analyze, compile_error, defines_function_roughly
 from .manifest import check_manifest
 from .openapi import EndpointMatcher, OpenApiError, base_paths, check_document, index_document, load_document
 from .report import Report
@@ -213,6 +213,14 @@ def _check_code(manifest: dict, resources: dict, analyses: dict, api_documents: 
                 needed = " or ".join(repr(p) for p in use.permissions)
                 report.add("permission_missing", f"{label} needs the permission {needed}; add it to permissions",
                            file=path, line=use.line)
+            if use.writes:
+                if SQL_WRITE in declared:
+                    used_permissions.add(SQL_WRITE)
+                else:
+                    report.add("permission_missing", f"{label} runs a statement that writes: it needs the permission "
+                               f"{SQL_WRITE!r} as well; add it to permissions", file=path, line=use.line)
+            elif use.may_write and SQL_WRITE in declared:
+                used_permissions.add(SQL_WRITE)  # a computed query may write: the permission is not unused
             if use.path.split(".")[0] == "device" and (not use.called or use.path.count(".") != 1):
                 report.add("resource_alias_dynamic", f"{label} is used without a direct call; its resource aliases "
                            "cannot be checked before run time", file=path, line=use.line)

@@ -56,9 +56,22 @@ def test_a_stored_ctx_function_is_a_dynamic_use():
     assert issues(report) == [("resource_alias_dynamic", 3)]
 
 
-def test_read_queries_need_read_or_write():
-    source = 'function sync(ctx, input)\n  ctx.log.info("x")\n  return ctx.device.sql("erp", "SELECT 1", {})\nend\n'
-    report = check(source, permissions=["log", "device.sql.write"], resources={"erp": {"kind": "sql"}})
+@pytest.mark.parametrize("permissions, query, expected", [
+    (["log", "device.sql.read"], '"SELECT 1"', []),
+    (["log", "device.sql.write"], '"SELECT 1"', [("permission_missing", 3), ("permission_unused", None)]),
+    (["log", "device.sql.read"], '"UPDATE t SET a = 1"', [("permission_missing", 3)]),
+    (["log", "device.sql.read", "device.sql.write"], '"  insert into t values (1)"', []),
+    (["log", "device.sql.read", "device.sql.write"], '"SELECT 1"', [("permission_unused", None)]),
+    (["log", "device.sql.read", "device.sql.write"], "input.query", []),  # a computed query may write
+])
+def test_sql_needs_read_and_writing_statements_need_write_too(permissions, query, expected):
+    source = f'function sync(ctx, input)\n  ctx.log.info("x")\n  return ctx.device.sql("erp", {query}, {{}})\nend\n'
+    report = check(source, permissions=permissions, resources={"erp": {"kind": "sql"}})
+    assert issues(report) == expected
+
+
+def test_ctx_print_logs():
+    report = check('function sync(ctx, input)\n  ctx.print("a", 1)\nend\n')
     assert issues(report) == []
 
 
