@@ -338,7 +338,8 @@ class _Walker:
             device = DeviceCall(kind=rest[1], line=line, alias=alias, writes=writes)
             if rest[1] == "http" and len(call.args) > 1:
                 request = _table_fields(call.args[1])
-                device.method = _string(request.get("method")) if "method" in request else None
+                # No method: the runtime sends GET. A computed one: any method may match.
+                device.method = _string(request.get("method")) if "method" in request else "GET"
                 device.path = _string(request.get("path")) if "path" in request else None
             self.a.device_calls.append(device)
             if alias is None:

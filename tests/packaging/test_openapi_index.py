@@ -163,6 +163,8 @@ def test_validation_warns_about_calls_no_endpoint_matches(integration, publisher
         '  ctx.device.http("store", { method = "GET", path = "/pets/7/visits" })\n'
         '  ctx.device.http("store", { method = "DELETE", path = "/store/inventory" })\n'
         '  ctx.device.http("store", { method = "GET", path = "/v1/owners/3/pets" })\n'
+        '  ctx.device.http("store", { path = "/orders/3/cancel" })\n'
+        '  ctx.device.http("store", { method = input.method, path = "/orders/3/cancel" })\n'
         "end\n"
     )
     draft = factories.make_draft(integration, manifest=manifest, files={"main.lua": source})
@@ -170,7 +172,10 @@ def test_validation_warns_about_calls_no_endpoint_matches(integration, publisher
     report = validate_version(draft)
 
     assert report.valid
-    assert [(w.code, w.file, w.line) for w in report.warnings] == [("http_endpoint_unknown", "main.lua", 4)]
+    # Line 6 is a GET (no method given) of a POST-only path; line 7's method is computed.
+    assert [(w.code, w.file, w.line) for w in report.warnings] == [
+        ("http_endpoint_unknown", "main.lua", 4), ("http_endpoint_unknown", "main.lua", 6),
+    ]
     assert "DELETE /store/inventory matches no endpoint of petstore.yaml" in report.warnings[0].message
 
 
