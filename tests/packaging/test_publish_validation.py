@@ -69,3 +69,26 @@ def test_a_lua_syntax_error_is_keyed_by_file_and_line(integration):
 
     assert list(exc.value.errors) == ["main.lua:3"]
     assert exc.value.errors["main.lua:3"][0].startswith("main.lua:3: unexpected symbol near 'end'")
+
+
+def test_validating_a_version_costs_two_queries(integration, django_assert_num_queries):
+    from marketplace.packaging.validation import validate_version
+    from marketplace.services.apischemas import upload_api_schema
+
+    from .helpers import FIXTURES
+
+    upload_api_schema(integration=integration, name="petstore.yaml", source=(FIXTURES / "petstore.yaml").read_text())
+    upload_api_schema(integration=integration, name="other.yaml", source=(FIXTURES / "petstore.yaml").read_text())
+    draft = factories.make_draft(integration, manifest=MINI_MANIFEST, files={"main.lua": MINI_LUA})
+
+    with django_assert_num_queries(2):  # the API schemas, their endpoints
+        assert validate_version(draft).valid
+
+
+def test_validating_a_package_touches_no_database(django_assert_num_queries):
+    from marketplace.packaging.packages import validate_path
+
+    from .helpers import GOOD
+
+    with django_assert_num_queries(0):
+        assert validate_path(GOOD).valid
