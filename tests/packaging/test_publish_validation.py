@@ -85,7 +85,7 @@ def test_validating_a_version_costs_two_queries(integration, django_assert_num_q
         assert validate_version(draft).valid
 
 
-def test_validating_a_package_touches_no_database(django_assert_num_queries):
+def test_validating_a_package_touches_no_database(db, django_assert_num_queries):
     from marketplace.packaging.packages import validate_path
 
     from .helpers import GOOD
