@@ -123,6 +123,12 @@ def read_package(source) -> Package:
             raise PackageRefused("package_too_large", f"the archive is larger than {max_total_bytes():,} bytes")
         return read_zip(io.BytesIO(bytes(source)))
     if hasattr(source, "read"):
+        if hasattr(source, "seek") and hasattr(source, "tell"):
+            source.seek(0, os.SEEK_END)
+            size = source.tell()
+            source.seek(0)
+            if size > max_total_bytes():
+                raise PackageRefused("package_too_large", f"the archive is larger than {max_total_bytes():,} bytes")
         return read_zip(source)
     path = Path(source)
     if path.is_dir():

@@ -143,3 +143,9 @@ def test_a_refused_package_writes_nothing(acme, publisher):
 
     assert exc.value.errors == {"lib.lua": ["package refused: lib.lua is a symbolic link; packages hold plain files only"]}
     assert (Integration.objects.count(), IntegrationVersion.objects.count(), ApiSchema.objects.count()) == counts
+
+
+def test_an_oversize_upload_is_refused_before_reading(settings):
+    settings.JUNCTION_PACKAGE_MAX_BYTES = 1000
+    upload = io.BytesIO(helpers.make_zip({"manifest.json": json.dumps(helpers.MINI_MANIFEST), "big.lua": os.urandom(2000).hex()}))
+    assert refusal(upload).code == "package_too_large"
