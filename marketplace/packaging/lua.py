@@ -172,7 +172,6 @@ class _Walker:
         self.n = astnodes
         self.a = analysis
         self.scopes: list[set[str]] = [set()]
-        self.function_depth = 0
         self.current_line: int | None = None  # the enclosing statement's, for nodes without tokens
 
     # scopes
@@ -192,9 +191,7 @@ class _Walker:
         names = [a.id for a in args if isinstance(a, self.n.Name)]
         if implicit_self:
             names.append("self")
-        self.function_depth += 1
         self.visit_block(body, extra=tuple(names))
-        self.function_depth -= 1
 
     # statements
     def visit_statement(self, node, *, top: bool) -> None:
