@@ -313,7 +313,9 @@ def sql_execute(device: DeviceSpec, query: Any, params: Any, *, write: bool, dea
     if dsn.startswith("sqlite:///"):
         return _sqlite_device(sqlite_path(dsn), query, params, write=write, deadline=deadline, max_rows=max_rows)
     if dsn.startswith(("postgresql://", "postgres://")):
-        return _postgres_device(dsn, query, params, write=write, deadline=deadline, max_rows=max_rows)
+        creds = device.credentials or {}
+        login = {k: str(v) for k, v in (("user", creds.get("username")), ("password", creds.get("password"))) if v}
+        return _postgres_device(dsn, query, params, write=write, deadline=deadline, max_rows=max_rows, login=login)
     raise HostError("sql_error", "the bound device has no sqlite:/// or postgresql:// DSN")
 
 
@@ -377,12 +379,14 @@ def postgres_query(query: str) -> str:
     return "".join(out)
 
 
-def _postgres_device(dsn, query, params, *, write, deadline, max_rows):
+def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=None):
+    """The device's ``credentials`` (username/password), when set, override the DSN's."""
     import psycopg
     from psycopg import errors
 
     try:
-        conn = psycopg.connect(dsn, connect_timeout=max(1, int(remaining(deadline))), autocommit=False)
+        conn = psycopg.connect(dsn, connect_timeout=max(1, int(remaining(deadline))), autocommit=False,
+                               **(login or {}))
     except psycopg.Error as exc:
         raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
     try:
