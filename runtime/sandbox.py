@@ -553,7 +553,10 @@ end
 local function msgh(e)
   if killed then return KILLMSG end
   local te = type(e)
-  if te == "string" then return e end
+  if te == "string" then
+    if not utf8_len(e) then e = s_gsub(e, "[\128-\255]", "?") end
+    return e
+  end
   if te == "number" then return tostring(e) end
   return "(error object is a " .. te .. " value)"
 end
@@ -738,8 +741,12 @@ def run_lua(
         phases["run"] = t4 - t3
     except lupa.LuaMemoryError:
         ok, value = False, "not enough memory"
-    except lupa.LuaError as exc:  # pragma: no cover - the prelude catches handler errors
-        ok, value = False, f"internal_error: {exc}"[:500]
+    except Exception as exc:  # the prelude catches handler errors: this is the platform's side
+        if exc.__class__.__name__ == "SoftTimeLimitExceeded":
+            on_kill("timeout", "the worker's time limit was reached", None, None)
+        else:
+            logger.exception("sandbox failure")
+        ok, value = False, "internal_error: the run failed on the platform's side"
     t4 = time.perf_counter()
 
     error: SandboxError | None = None

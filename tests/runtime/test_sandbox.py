@@ -409,3 +409,9 @@ def test_host_values_reach_lua_as_plain_tables_only(run_code):
         input={"when": datetime.date(2026, 1, 2), "amount": decimal.Decimal("1.5"), "nested": [{"obj": object(), "n": 1}]},
     )
     assert outcome.result == ["string", "string", "string", 1]
+
+
+def test_an_error_message_that_is_not_utf8(run_code):
+    outcome = run_code('function h(ctx, input) error("bad \\255 byte") end')
+    assert outcome.error.code == "lua_error"
+    assert outcome.error.message == "bad ? byte"
