@@ -8,8 +8,9 @@ Guarantees, per run:
   safe globals: ``assert error ipairs next pairs rawequal rawget rawlen rawset select
   tonumber tostring type getmetatable _VERSION`` plus wrapped ``pcall xpcall setmetatable
   collectgarbage("count") print load`` (text only, sandbox env) and ``require`` (bundle files
-  only), and copies of ``string`` (no ``dump``), ``table``, ``math``, ``utf8``, ``coroutine``
-  and ``os`` (``time clock date difftime``). No ``io``, ``debug``, ``package``, ``dofile``.
+  only), ``string`` (no ``dump``; guarded patterns), ``table`` (guarded ``move``), ``math``,
+  ``utf8``, a wrapped ``coroutine`` and ``os`` reduced to ``time clock date difftime``.
+  No ``io``, ``debug``, ``package``, ``dofile``.
 - No Python object is ever reachable from handler code: ctx functions are Lua closures
   around host callbacks held in upvalues; arguments are copied to plain tables in Lua
   (raw access, depth and size caps) before Python sees them; return values are Lua tables
@@ -368,8 +369,9 @@ local function guard(s, p, plainflag)
   count = count + cost / 100
 end
 
-local S = {}
-for k, v in next, string do S[k] = v end
+-- The state is fresh per run, so library tables are adjusted in place (the prelude keeps
+-- its own locals): whatever a handler does to them dies with its run.
+local S = string
 S.dump = nil
 S.find = function(s, p, init, pl) guard(s, p, pl); return s_find(s, p, init, pl) end
 S.match = function(s, p, init) guard(s, p); return s_match(s, p, init) end
@@ -513,17 +515,17 @@ env._VERSION = _VERSION
 env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
 env.print, env.load, env.require = s_print, s_load, s_require
 env.string = S
-env.table = copy(table, {"concat", "insert", "pack", "remove", "sort", "unpack"})
+env.table = table
 local t_move = table.move
-env.table.move = function(a1, f, e, t, a2)
+table.move = function(a1, f, e, t, a2)
   -- table.move loops in C: a huge range on empty tables would never meet the hook.
   if type(f) == "number" and type(e) == "number" and e - f > MAXITEMS * 10 then
     error(where() .. "table.move: range too large", 0)
   end
   return t_move(a1, f, e, t, a2)
 end
-env.math = copy(math, {"abs", "ceil", "cos", "deg", "exp", "floor", "fmod", "huge", "log", "max", "maxinteger", "min", "mininteger", "modf", "pi", "rad", "random", "randomseed", "sin", "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan"})
-env.utf8 = copy(utf8, {"char", "charpattern", "codes", "codepoint", "len", "offset"})
+env.math = math
+env.utf8 = utf8
 env.os = copy(os, {"time", "clock", "date", "difftime"})
 env.coroutine = {
   create = s_create, resume = s_resume, wrap = s_wrap, close = s_close, status = co_status,
@@ -691,13 +693,17 @@ def run_lua(
         max_memory=0,
     )
 
+    # host_call reaches the runtime through this holder, cleared after the run: no reference
+    # cycle, so the Lua state (and its heap) is freed at once, not by a later GC pass.
+    holder = [lua]
+
     def host_call(name, n, args):
         try:
             if name == "__source":  # the prelude asking for a bundle file's source
                 return get_source(args) if isinstance(args, str) else None
             pyargs = [from_lua(args[i]) for i in range(1, n + 1)]
             value = host.call(name, pyargs, deadline)
-            return True, to_lua(lua, value)
+            return True, to_lua(holder[0], value)
         except RunStopped as exc:
             on_kill(exc.code, exc.message, None, None)
             return False, exc.code, exc.message, True
@@ -714,6 +720,7 @@ def run_lua(
 
     t1 = time.perf_counter()
     phases["runtime"] = t1 - t0
+    prelude = run = lua_input = value = None
     try:
         prelude = _prelude_loader(lua)
         t2 = time.perf_counter()
@@ -770,7 +777,8 @@ def run_lua(
                 result = None
     t5 = time.perf_counter()
     phases["result"] = t5 - t4
-    del lua
+    holder.clear()
+    del lua, run, prelude, lua_input, value
     phases["close"] = time.perf_counter() - t5
     duration_ms = int(math.ceil((time.monotonic() - started) * 1000))
     return RunResult(
