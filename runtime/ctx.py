@@ -239,7 +239,7 @@ class Ctx:
         query = args[0]
         if not isinstance(query, str) or not query.strip():
             raise HostError("invalid_argument", "ctx.sql: query must be a non-empty string")
-        params = dispatch._check_params(args[1])
+        params = dispatch.check_params(args[1])
         return self.store.tenant_sql(query, params, deadline=deadline, max_rows=self.limits.sql_max_rows)
 
     _METHODS: dict = {}

@@ -220,7 +220,8 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _check_params(params) -> list:
+def check_params(params) -> list:
+    """``params`` as a list of scalars (nil or an empty table: no parameters)."""
     if params is None:
         return []
     if isinstance(params, dict) and not params:
@@ -308,7 +309,7 @@ def sql_execute(device: DeviceSpec, query: Any, params: Any, *, write: bool, dea
     """One statement against a bound SQL device; rows as dicts (column → value)."""
     if not isinstance(query, str) or not query.strip():
         raise HostError("invalid_argument", "query must be a non-empty string")
-    params = _check_params(params)
+    params = check_params(params)
     dsn = device.dsn or ""
     if dsn.startswith("sqlite:///"):
         return _sqlite_device(sqlite_path(dsn), query, params, write=write, deadline=deadline, max_rows=max_rows)
