@@ -187,7 +187,7 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
     if "json" in response_headers.get("content-type", ""):
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
     return {"status": status, "headers": response_headers, "body": text, "json": parsed}
 

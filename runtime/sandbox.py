@@ -711,6 +711,8 @@ def run_lua(
             return False, exc.code, exc.message
         except lupa.LuaMemoryError:
             return False, "internal_error", "not enough memory"
+        except (ValueError, RecursionError) as exc:  # a value too deep or odd to hand to Lua
+            return False, "invalid_value", f"{name} returned a value that cannot be passed to Lua: {exc}"[:300]
         except Exception as exc:  # a platform fault: logged here, a short string for Lua
             if exc.__class__.__name__ == "SoftTimeLimitExceeded":
                 on_kill("timeout", "the worker's time limit was reached", None, None)
