@@ -11,7 +11,8 @@ body, json, timeout})`` → ``{status, headers, body, json}``
 ``ctx.integration.containersSet(container, key, value)`` /   ``integration.containers``
 ``containersGet(container, key)`` / ``containersList(container)``
 → ``{{key, value}, …}`` / ``containersDelete(container, key)``
-``ctx.log.debug|info|warn|error(message, fields)``, ``print``  ``log``
+``ctx.log.debug|info|warn|error(message, fields)``,          ``log``
+``print(...)`` / ``ctx.print(...)``
 ``ctx.cache.get(key)`` / ``set(key, value, ttl)`` / ``delete(key)``  ``tenant.cache``
 ``ctx.sql(query, params)`` → rows                            ``tenant.sql``
 ``ctx.config``, ``ctx.instance`` (id, name, integration, version)  —
@@ -29,7 +30,7 @@ Details publishers rely on:
 - ``cacheSet``/``cache.set``: ``ttl`` in seconds, absent for no expiry; ``cacheGet`` /
   ``cache.get`` return nil for missing or expired keys.
 - ``containersList`` returns at most 1000 entries ordered by key.
-- ``print(...)`` logs its arguments, tab-separated, at level ``info``.
+- ``print(...)`` (also ``ctx.print``) logs its arguments, tab-separated, at level ``info``.
 
 A refusal is a catchable Lua error ``"permission_denied: …"`` that names the missing
 permission. Aliases must be declared in the manifest's ``resources`` with the right kind

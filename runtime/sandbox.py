@@ -507,6 +507,7 @@ local function s_print(...)
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
   print_host(t_concat(parts, "\t"))
 end
+ctx.print = s_print
 
 env.assert, env.error, env.ipairs, env.next, env.pairs = assert, error, ipairs, next, pairs
 env.rawequal, env.rawget, env.rawlen, env.rawset, env.select = rawequal, rawget, rawlen, rawset, select

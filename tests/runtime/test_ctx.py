@@ -32,6 +32,7 @@ CALLS = [
     ('ctx.log.warn("x")', "log"),
     ('ctx.log.error("x")', "log"),
     ('print("x")', "log"),
+    ('ctx.print("x")', "log"),
     ('ctx.cache.get("k")', "tenant.cache"),
     ('ctx.cache.set("k", 1, 10)', "tenant.cache"),
     ('ctx.cache.delete("k")', "tenant.cache"),
@@ -69,7 +70,7 @@ def test_logs_levels_and_fields(run_code):
     outcome = run_code(
         """function h(ctx, input)
           ctx.log.debug("d") ctx.log.info("i", { n = 1 }) ctx.log.warn("w", { list = {1, 2} })
-          ctx.log.error("e") print("p", 1, nil)
+          ctx.log.error("e") print("p", 1, nil) ctx.print("q")
         end"""
     )
     assert outcome.logs == [
@@ -78,6 +79,7 @@ def test_logs_levels_and_fields(run_code):
         {"level": "warn", "message": "w", "fields": {"list": [1, 2]}},
         {"level": "error", "message": "e", "fields": {}},
         {"level": "info", "message": "p\t1\tnil", "fields": {}},
+        {"level": "info", "message": "q", "fields": {}},
     ]
 
 
