@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketplace.choices import Trigger
@@ -292,7 +292,7 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
                     row.enabled = False
                     report.skipped_disabled += 1
                 row.next_run_at = next_slot(row, max(tick, slot))
-            TimerSchedule.objects.bulk_update(rows, ["next_run_at", "last_run_at", "enabled"])
+            _advance(rows)
             created = _insert_runs(runs)
             report.claimed += len(rows)
             report.enqueued += len(created)
@@ -312,6 +312,25 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
         log.info("dispatched %d timer runs (%d claimed) in %.0f ms", report.enqueued, report.claimed,
                  report.seconds * 1000)
     return report
+
+
+def _advance(rows: list[TimerSchedule]) -> None:
+    """Write the claimed rows' new next_run_at / last_run_at / enabled in one statement.
+    On PostgreSQL an UPDATE … FROM (VALUES …): Django's bulk_update builds a CASE per row
+    and field, which costs about a millisecond per row at this size."""
+    if connection.vendor != "postgresql":
+        TimerSchedule.objects.bulk_update(rows, ["next_run_at", "last_run_at", "enabled"])
+        return
+    table = TimerSchedule._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::timestamptz, %s::timestamptz, %s::boolean)"] * len(rows))
+    params = [p for row in rows for p in (row.pk, row.next_run_at, row.last_run_at, row.enabled)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" AS t SET next_run_at = v.next_run_at, last_run_at = v.last_run_at, '
+            f"enabled = v.enabled FROM (VALUES {values}) AS v(id, next_run_at, last_run_at, enabled) "
+            "WHERE t.id = v.id",
+            params,
+        )
 
 
 def _insert_runs(runs: list[HandlerRun]) -> list[HandlerRun]:
