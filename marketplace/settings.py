@@ -249,6 +249,11 @@ CELERY_TASK_TIME_LIMIT = JUNCTION_RUN_TIME_LIMIT
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512_000)  # KiB
 JUNCTION_RUN_MAX_STARTS = env_int("JUNCTION_RUN_MAX_STARTS", 3)  # pickups before "worker_lost"
+# Celery's Django fixup closes the database connection around every task unless this is
+# set: reconnecting to PostgreSQL costs more than a whole handler run. The fixup still
+# recycles a worker's connection every 2 × this many tasks; run_handler_task drops a
+# broken one and retries.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # Timers: one beat entry ticks the dispatcher; it claims due TimerSchedule rows in batches.
 JUNCTION_DISPATCH_EVERY_SECONDS = env_int("JUNCTION_DISPATCH_EVERY_SECONDS", 1)
 JUNCTION_DISPATCH_BATCH = env_int("JUNCTION_DISPATCH_BATCH", 1000)

@@ -11,20 +11,29 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError, connections
 
 from . import runs, schedules
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="runtime.tasks.run_handler_task", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def run_handler_task(run_id: int) -> str:
-    """Execute queued HandlerRun ``run_id`` and do what follows it (retry, polled items)."""
+@shared_task(bind=True, name="runtime.tasks.run_handler_task", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, max_retries=5)
+def run_handler_task(self, run_id: int) -> str:
+    """Execute queued HandlerRun ``run_id`` and do what follows it (retry, polled items).
+    Retried (by Celery, not as a new run) only when the database connection fails."""
     try:
         return runs.process_run(run_id)
     except SoftTimeLimitExceeded:
         runs.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
         return "time_limit"
+    except (InterfaceError, OperationalError) as exc:
+        # Connections are kept across tasks (CELERY_DB_REUSE_MAX): drop a broken one so
+        # the retry reconnects. A run found "running" then counts as a lost pickup.
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+        raise self.retry(exc=exc, countdown=2)
 
 
 @shared_task(name="runtime.tasks.dispatch_timers", ignore_result=True)
