@@ -265,6 +265,10 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
     started = time.monotonic()
     while True:
         tick = fixed_now or timezone.now()
+        # Most ticks find nothing: say so without a transaction (on SQLite, an IMMEDIATE
+        # transaction takes the write lock that the web process needs too).
+        if not TimerSchedule.objects.due(tick).exists():
+            break
         with transaction.atomic():
             rows = list(
                 TimerSchedule.objects.due(tick)
