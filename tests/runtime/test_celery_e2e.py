@@ -67,12 +67,18 @@ def wait_for(predicate, what: str, procs, timeout: float = TIMEOUT):
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def purge(app) -> None:
+    with app.connection_for_write() as conn:
+        for queue in ("celery", "handlers"):
+            conn.default_channel.queue_purge(queue)
+
+
 @pytest.fixture
 def celery_processes(transactional_db, tmp_path):
     from marketplace.celery import app
 
     ensure_periodic_tasks()
-    app.control.purge()  # nothing left over from an earlier run
+    purge(app)  # nothing left over from an earlier run
     env = {**os.environ, "DATABASE_URL": database_url(), "JUNCTION_DISPATCH_EVERY_SECONDS": "1"}
     celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
     commands = {
@@ -103,7 +109,7 @@ def celery_processes(transactional_db, tmp_path):
         for name, *_ in procs:
             tail = (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
             print(f"--- celery {name} (last lines) ---\n{tail}")
-        app.control.purge()
+        purge(app)
 
 
 def timer_runs(instance):
