@@ -265,6 +265,7 @@ JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered i
 JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
 JUNCTION_HOUSEKEEPING_EVERY_SECONDS = 3600
 JUNCTION_RUN_RETENTION_DAYS = env_int("JUNCTION_RUN_RETENTION_DAYS", 30)
+JUNCTION_REQUEUE_AFTER_SECONDS = 900  # a queued run never picked up by then lost its message
 
 # --- Runtime: the Lua sandbox and ctx (runtime/sandbox.py, limits.py, ctx.py) -----------------
 # A handler's manifest `limits` (timeoutMs, memoryMb, instructions) are capped by the maxima;

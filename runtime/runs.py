@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from marketplace import access
@@ -102,10 +102,12 @@ def replay_run(*, run: HandlerRun, user=None) -> HandlerRun:
 
 # --- Picking up a run in a worker ------------------------------------------------------
 
-def process_run(run_id: int) -> str:
-    """What ``run_handler_task`` does: claim, execute, follow up. Returns what happened
-    ("executed", "finished", "refused", "lost", "gone") for logs and tests."""
-    outcome = claim_run(run_id)
+def process_run(run_id: int, *, redelivered: bool = False) -> str:
+    """What ``run_handler_task`` does: claim, execute, follow up. ``redelivered`` is the
+    broker's flag: the message was given back by a worker that died (or timed out).
+    Returns what happened ("executed", "finished", "duplicate", "refused", "lost",
+    "gone") for logs and tests."""
+    outcome = claim_run(run_id, redelivered=redelivered)
     if outcome == "execute":
         from .execution import execute_run
 
@@ -113,31 +115,38 @@ def process_run(run_id: int) -> str:
         follow_up(run)
         return "executed"
     if outcome == "finished":
-        # Redelivered after its outcome was recorded: only the (idempotent) follow-ups.
+        # Delivered again after its outcome was recorded: only the (idempotent) follow-ups.
         follow_up(HandlerRun.objects.get(pk=run_id))
     return outcome
 
 
-def claim_run(run_id: int) -> str:
-    """Decide what a pickup does; ``execute_run`` itself marks the run running and counts
-    the pickup in ``starts``. The common case (queued, instance enabled) is one SELECT."""
-    row = HandlerRun.objects.filter(pk=run_id).values_list("status", "starts", "instance__enabled").first()
-    if row is None:
-        return "gone"
-    status, starts, enabled = row
-    if status in FINISHED:
-        return "finished"
-    if status == RunStatus.QUEUED and enabled:
+def claim_run(run_id: int, *, redelivered: bool = False) -> str:
+    """Take the run for this pickup. The common case is one UPDATE moving it from queued
+    to running, so two messages for one run never both execute it; ``execute_run`` then
+    stamps ``started_at`` and counts the pickup in ``starts``.
+
+    A run already ``running`` was picked up before. If this message was redelivered (or
+    the run started longer ago than the hard time limit), that worker died: run it again,
+    unless it has been picked up JUNCTION_RUN_MAX_STARTS times (then ``worker_lost``).
+    Otherwise another worker is running it now and this message is a duplicate."""
+    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance__enabled=True).update(
+        status=RunStatus.RUNNING
+    ):
         return "execute"
     with transaction.atomic():
-        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").get(pk=run_id)
+        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=run_id).first()
+        if run is None:
+            return "gone"
         if run.status in FINISHED:
             return "finished"
+        if run.status == RunStatus.RUNNING:
+            limit = timezone.now() - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT)
+            if not (redelivered or (run.started_at and run.started_at < limit)):
+                return "duplicate"
         if not run.instance.enabled:
             _record_failure(run, "instance_disabled", "the instance is disabled: its handlers do not run")
             return "refused"
         if run.status == RunStatus.RUNNING:
-            # Picked up before by a worker that died (hard time limit, memory, crash).
             if run.starts >= settings.JUNCTION_RUN_MAX_STARTS:
                 _record_failure(
                     run, "worker_lost",
@@ -241,6 +250,24 @@ def prune_runs(*, now=None, batch: int = 5000) -> int:
         if not ids:
             return total
         total += HandlerRun.objects.filter(pk__in=ids).delete()[1].get(HandlerRun._meta.label, 0)
+
+
+def requeue_stranded_runs(*, now=None, limit: int = 10_000) -> int:
+    """Send again the runs still queued and never picked up well after they were created:
+    their message was lost (a crash between commit and send, a broker outage). A message
+    that was only slow is harmless twice: the claim lets one pickup run it."""
+    now = now or timezone.now()
+    after = timedelta(seconds=settings.JUNCTION_REQUEUE_AFTER_SECONDS)
+    retry_after = after + timedelta(seconds=settings.JUNCTION_RETRY_MAX_DELAY_SECONDS)  # retries wait on purpose
+    stranded = HandlerRun.objects.filter(status=RunStatus.QUEUED, starts=0).filter(
+        (Q(created_at__lt=now - after) & ~Q(trigger=Trigger.RETRY))
+        | Q(trigger=Trigger.RETRY, created_at__lt=now - retry_after)
+    )
+    ids = list(stranded.order_by("pk").values_list("pk", flat=True)[:limit])
+    if ids:
+        log.warning("re-sending %d queued runs whose messages were lost", len(ids))
+        publish_runs(ids)
+    return len(ids)
 
 
 def fail_stale_runs(*, now=None) -> int:

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 def run_handler_task(self, run_id: int) -> str:
     """Execute queued HandlerRun ``run_id`` and do what follows it (retry, polled items).
     Retried (by Celery, not as a new run) only when the database connection fails."""
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        return runs.process_run(run_id)
+        return runs.process_run(run_id, redelivered=redelivered)
     except SoftTimeLimitExceeded:
         runs.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
         return "time_limit"
@@ -44,7 +45,8 @@ def dispatch_timers() -> int:
 
 @shared_task(name="runtime.tasks.housekeeping", ignore_result=True)
 def housekeeping() -> dict:
-    """Prune old runs, purge expired cache entries, fail runs whose worker vanished."""
+    """Prune old runs, purge expired cache entries, fail runs whose worker vanished,
+    re-send queued runs whose message was lost."""
     from django.utils import timezone
 
     from marketplace.models import CacheEntry
@@ -53,6 +55,7 @@ def housekeeping() -> dict:
         "runs_pruned": runs.prune_runs(),
         "cache_purged": CacheEntry.objects.filter(expires_at__lt=timezone.now()).delete()[0],
         "stale_failed": runs.fail_stale_runs(),
+        "requeued": runs.requeue_stranded_runs(),
     }
     log.info("housekeeping: %s", done)
     return done

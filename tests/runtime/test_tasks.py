@@ -70,22 +70,35 @@ def test_a_queued_run_of_an_instance_disabled_since_is_refused():
 
 
 def test_a_run_that_keeps_killing_its_worker_is_recorded_as_lost(settings):
-    """A run found ``running`` at pickup lost its worker; it runs again until it has been
-    picked up JUNCTION_RUN_MAX_STARTS times, then it is failed instead of redelivered."""
+    """A redelivered message for a ``running`` run means its worker died; it runs again
+    until it has been picked up JUNCTION_RUN_MAX_STARTS times, then it is failed."""
     settings.JUNCTION_RUN_MAX_STARTS = 3
     instance = install()
     run = dispatched_run(instance)
     HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, starts=2, started_at=timezone.now())
-    assert run_handler_task(run.pk) == "executed"  # third pickup: runs
+    assert runs.process_run(run.pk, redelivered=True) == "executed"  # third pickup: runs
     run.refresh_from_db()
     assert (run.status, run.starts) == (RunStatus.SUCCEEDED, 3)
 
     lost = dispatched_run(instance)
     HandlerRun.objects.filter(pk=lost.pk).update(status=RunStatus.RUNNING, starts=3, started_at=timezone.now())
-    assert run_handler_task(lost.pk) == "lost"
+    assert runs.process_run(lost.pk, redelivered=True) == "lost"
     lost.refresh_from_db()
     assert (lost.status, lost.error_code, lost.starts) == (RunStatus.FAILED, "worker_lost", 3)
     assert not HandlerRun.objects.filter(first_run=lost).exists()  # and it is not retried
+
+
+def test_a_second_message_for_a_run_in_progress_does_not_run_it_twice(settings):
+    instance = install()
+    run = dispatched_run(instance)
+    HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, starts=1, started_at=timezone.now())
+    assert run_handler_task(run.pk) == "duplicate"
+    run.refresh_from_db()
+    assert (run.status, run.starts) == (RunStatus.RUNNING, 1)
+    # Unless it started longer ago than the hard time limit: then its worker is gone.
+    started = timezone.now() - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + 1)
+    HandlerRun.objects.filter(pk=run.pk).update(started_at=started)
+    assert run_handler_task(run.pk) == "executed"
 
 
 # --- retries -------------------------------------------------------------------------------
@@ -152,11 +165,11 @@ def test_no_retry_without_a_retry_policy_or_for_rpc_runs():
 
 
 def test_no_retry_once_the_instance_is_disabled():
-    instance = failing_instance()
+    instance = failing_instance(retry={"attempts": 3, "backoff": 0})
     run = dispatched_run(instance)
-    HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, starts=1)
+    HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error_code="lua_error")
     set_instance_enabled(instance=instance, enabled=False)
-    run_handler_task(run.pk)
+    assert runs.schedule_retry(HandlerRun.objects.get(pk=run.pk)) is None
     assert not HandlerRun.objects.filter(first_run=run).exists()
 
 
@@ -189,13 +202,13 @@ def test_replay_refusals(outsider, acme):
 
 # --- housekeeping --------------------------------------------------------------------------
 
-def test_housekeeping_prunes_old_runs_purges_expired_cache_and_fails_stale_runs(settings):
+def test_housekeeping_prunes_old_runs_purges_expired_cache_and_fails_stale_runs(settings, eager):
     settings.JUNCTION_RUN_RETENTION_DAYS = 30
     instance = install()
     now = timezone.now()
     old = factories.make_run(instance, status=RunStatus.SUCCEEDED)
     recent = factories.make_run(instance, status=RunStatus.FAILED)
-    old_queued = factories.make_run(instance)
+    old_queued = factories.make_run(instance)  # trigger "manual", handler "sync"
     HandlerRun.objects.filter(pk__in=[old.pk, old_queued.pk]).update(created_at=now - timedelta(days=31))
     stale = factories.make_run(instance, status=RunStatus.RUNNING,
                                started_at=now - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + 120))
@@ -205,7 +218,9 @@ def test_housekeeping_prunes_old_runs_purges_expired_cache_and_fails_stale_runs(
     fresh = factories.make_cache_entry(instance, key="fresh")
 
     done = housekeeping()
-    assert done == {"runs_pruned": 1, "cache_purged": 1, "stale_failed": 1}
+    # The old queued run was never picked up: its message was lost, so it is sent again.
+    assert done == {"runs_pruned": 1, "cache_purged": 1, "stale_failed": 1, "requeued": 1}
+    assert HandlerRun.objects.get(pk=old_queued.pk).status == RunStatus.FAILED  # handler "sync" is not in this version
     assert set(HandlerRun.objects.values_list("pk", flat=True)) == {recent.pk, old_queued.pk, stale.pk, busy.pk}
     stale.refresh_from_db()
     assert (stale.status, stale.error_code) == (RunStatus.FAILED, "worker_lost")
@@ -228,3 +243,27 @@ def test_celery_settings_fit_untrusted_work():
     assert conf.worker_max_tasks_per_child and conf.worker_max_memory_per_child
     assert run_handler_task.acks_late
     assert django_settings.JUNCTION_RUN_MAX_STARTS >= 1
+
+
+@pytest.fixture
+def eager():
+    """Tasks sent run in this process (the broker is exercised by test_celery_e2e)."""
+    from marketplace.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_queued_runs_whose_message_was_lost_are_sent_again(eager, settings):
+    instance = install()
+    now = timezone.now()
+    lost = factories.make_run(instance, handler="tick", trigger=Trigger.TIMER)
+    recent = factories.make_run(instance, handler="tick", trigger=Trigger.TIMER)
+    waiting_retry = factories.make_run(instance, handler="tick", trigger=Trigger.RETRY)
+    long_ago = now - timedelta(seconds=settings.JUNCTION_REQUEUE_AFTER_SECONDS + 60)
+    HandlerRun.objects.filter(pk__in=[lost.pk, waiting_retry.pk]).update(created_at=long_ago)
+    assert runs.requeue_stranded_runs(now=now) == 1
+    assert HandlerRun.objects.get(pk=lost.pk).status == RunStatus.SUCCEEDED
+    assert HandlerRun.objects.get(pk=recent.pk).status == RunStatus.QUEUED
+    assert HandlerRun.objects.get(pk=waiting_retry.pk).status == RunStatus.QUEUED
