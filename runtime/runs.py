@@ -129,7 +129,10 @@ def claim_run(run_id: int, *, redelivered: bool = False) -> str:
     the run started longer ago than the hard time limit), that worker died: run it again,
     unless it has been picked up JUNCTION_RUN_MAX_STARTS times (then ``worker_lost``).
     Otherwise another worker is running it now and this message is a duplicate."""
-    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance__enabled=True).update(
+    # No join in the UPDATE: the status test must sit in its own WHERE, so that of two
+    # concurrent pickups the second re-checks it after the first commits (PostgreSQL).
+    enabled = Instance.objects.filter(enabled=True).values("pk")
+    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance_id__in=enabled).update(
         status=RunStatus.RUNNING
     ):
         return "execute"

@@ -267,3 +267,9 @@ def test_queued_runs_whose_message_was_lost_are_sent_again(eager, settings):
     assert HandlerRun.objects.get(pk=lost.pk).status == RunStatus.SUCCEEDED
     assert HandlerRun.objects.get(pk=recent.pk).status == RunStatus.QUEUED
     assert HandlerRun.objects.get(pk=waiting_retry.pk).status == RunStatus.QUEUED
+
+
+def test_of_two_pickups_of_one_queued_run_only_the_first_takes_it():
+    instance = install()
+    run = dispatched_run(instance)
+    assert [runs.claim_run(run.pk), runs.claim_run(run.pk)] == ["execute", "duplicate"]
