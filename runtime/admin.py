@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from marketplace.admin.mixins import ScopedAdmin
 from marketplace.exceptions import DomainError
 
 from .models import SeenItem, TimerSchedule
@@ -26,7 +27,11 @@ class ScheduleKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(TimerSchedule)
-class TimerScheduleAdmin(admin.ModelAdmin):
+class TimerScheduleAdmin(ScopedAdmin):
+    # Publishers see (and "run now") the timers of their own organizations' instances.
+    org_lookups = ("instance__organization",)
+    publisher_actions = ()
+    closed_to_everyone = ("add", "change", "delete")
     list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled"]
     list_filter = ["enabled", ScheduleKindFilter, "timezone", "instance__organization"]
     search_fields = ["handler", "instance__name", "instance__organization__name"]
@@ -35,12 +40,6 @@ class TimerScheduleAdmin(admin.ModelAdmin):
     actions = ["run_now"]
     # Rows follow the instance (runtime.schedules.sync_schedules); edit the instance instead.
     readonly_fields = [f.name for f in TimerSchedule._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="organization", ordering="instance__organization__name")
     def organization(self, obj):
@@ -65,14 +64,11 @@ class TimerScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(SeenItem)
-class SeenItemAdmin(admin.ModelAdmin):
+class SeenItemAdmin(ScopedAdmin):
+    org_lookups = ("instance__organization",)
+    publisher_actions = ()
+    closed_to_everyone = ("add", "change")
     list_display = ["item_id", "handler", "instance", "seen_at"]
     list_filter = ["handler"]
     search_fields = ["item_id", "instance__name"]
     list_select_related = ["instance"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -59,3 +59,19 @@ def test_run_now_refuses_a_disabled_instance(client):
     )
     assert "is disabled" in response.content.decode()
     assert not HandlerRun.objects.exists()
+
+
+def test_a_publisher_sees_and_runs_only_their_own_organizations_timers(publisher, acme, globex):
+    own = install(organization=acme, name="ours")
+    other = install(organization=globex, name="theirs")
+    client = Client()
+    client.force_login(publisher)
+    url = reverse("admin:runtime_timerschedule_changelist")
+
+    listed = client.get(url).context["cl"].result_list
+    assert [row.instance.name for row in listed] == ["ours"]
+    other_row = other.timer_schedules.get()
+    assert client.get(reverse("admin:runtime_timerschedule_change", args=[other_row.pk])).status_code == 404
+
+    client.post(url, {"action": "run_now", "_selected_action": [own.timer_schedules.get().pk, other_row.pk]})
+    assert list(HandlerRun.objects.values_list("instance__name", flat=True)) == ["ours"]
