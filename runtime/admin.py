@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from marketplace.admin.mixins import ScopedAdmin
+from marketplace.admin.saving import ServiceSaveMixin, refusing
 from marketplace.exceptions import DomainError
 
 from .models import SeenItem, TimerSchedule
 from .runs import run_timer_now
+from .schedules import update_timer
 
 
 class ScheduleKindFilter(admin.SimpleListFilter):
@@ -27,19 +29,30 @@ class ScheduleKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(TimerSchedule)
-class TimerScheduleAdmin(ScopedAdmin):
-    # Publishers see (and "run now") the timers of their own organizations' instances.
+class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
+    """Publishers see, pause, reschedule and "run now" the timers of their own
+    organizations' instances. The schedule itself comes from the manifest; rows follow the
+    instance (runtime.schedules.sync_schedules), so they are never added or deleted here."""
+
     org_lookups = ("instance__organization",)
-    publisher_actions = ()
-    closed_to_everyone = ("add", "change", "delete")
-    list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled"]
-    list_filter = ["enabled", ScheduleKindFilter, "timezone", "instance__organization"]
+    publisher_actions = ("change",)
+    closed_to_everyone = ("add", "delete")
+    list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled", "paused"]
+    list_filter = ["enabled", "paused", ScheduleKindFilter, "timezone", "instance__organization"]
     search_fields = ["handler", "instance__name", "instance__organization__name"]
     list_select_related = ["instance__organization", "instance__version__integration"]
     date_hierarchy = "next_run_at"
     actions = ["run_now"]
-    # Rows follow the instance (runtime.schedules.sync_schedules); edit the instance instead.
-    readonly_fields = [f.name for f in TimerSchedule._meta.fields]
+    fields = ["instance", "handler", "schedule", "paused", "next_run_at", "last_run_at", "enabled"]
+    readonly_fields = ["instance", "handler", "schedule", "last_run_at", "enabled"]
+
+    def save_model(self, request, obj, form, change):
+        with refusing():
+            update_timer(
+                schedule=obj, paused=form.cleaned_data["paused"],
+                next_run_at=form.cleaned_data["next_run_at"] if "next_run_at" in form.changed_data else None,
+                user=request.user,
+            )
 
     @admin.display(description="organization", ordering="instance__organization__name")
     def organization(self, obj):

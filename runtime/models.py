@@ -30,7 +30,8 @@ class TimerSchedule(models.Model):
     installed together do not all fire in the same second) or ``cron`` (five fields,
     evaluated in ``timezone``) is set. ``next_run_at`` is always UTC. The rows are kept in
     step with the instance by ``runtime.schedules.sync_schedules``: a disabled instance has
-    no enabled rows, and deleting the instance deletes them.
+    no enabled rows, and deleting the instance deletes them. One timer can be paused, or
+    its next run moved, by hand (``runtime.schedules.update_timer``).
     """
 
     instance = models.ForeignKey("marketplace.Instance", on_delete=models.CASCADE, related_name="timer_schedules")
@@ -40,7 +41,12 @@ class TimerSchedule(models.Model):
     timezone = models.CharField(max_length=64, default="UTC")
     next_run_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True)
-    enabled = models.BooleanField(default=True)
+    # ``enabled`` is derived (instance enabled and not paused) and is what the dispatcher's
+    # partial index reads; ``paused`` is the one timer switched off by hand.
+    enabled = models.BooleanField(default=True, editable=False)
+    paused = models.BooleanField(
+        default=False, help_text="Paused by hand: this timer does not run, the instance's other handlers do."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from marketplace import access
 from marketplace.choices import Trigger
 from marketplace.exceptions import InvalidInput
 from marketplace.models import HandlerRun, Instance
@@ -213,14 +214,42 @@ def sync_schedules(instance: Instance, *, now: datetime | None = None) -> list[T
             row = TimerSchedule(instance=instance, handler=name, enabled=instance.enabled)
             changed = True
         else:
-            changed = schedule != schedule_of(row) or (instance.enabled and not row.enabled)
+            changed = schedule != schedule_of(row) or (instance.enabled and not row.paused and not row.enabled)
         row.every_seconds, row.cron, row.timezone = schedule.every_seconds, schedule.cron, schedule.timezone
-        row.enabled = instance.enabled
+        row.enabled = instance.enabled and not row.paused
         if changed:
             row.next_run_at = next_slot(row, now)
         row.save()
         rows.append(row)
     return rows
+
+
+@transaction.atomic
+def update_timer(
+    *, schedule: TimerSchedule, paused: bool | None = None, next_run_at: datetime | None = None,
+    user=None, now: datetime | None = None,
+) -> TimerSchedule:
+    """Pause or resume one timer, or move its next run (the console's edit form).
+
+    Resuming moves ``next_run_at`` to the next slot after now (a paused timer does not
+    catch up), unless ``next_run_at`` is given; a given ``next_run_at`` may not lie in the
+    past. Later slots follow the schedule as usual.
+    """
+    now = now or timezone.now()
+    access.require_role(user, schedule.instance.organization)
+    row = TimerSchedule.objects.select_for_update().select_related("instance").get(pk=schedule.pk)
+    if next_run_at is not None and next_run_at < now - timedelta(seconds=1):
+        raise InvalidInput("the next run cannot be in the past", field="next_run_at")
+    resumed = paused is False and row.paused
+    if paused is not None:
+        row.paused = paused
+    row.enabled = row.instance.enabled and not row.paused
+    if next_run_at is not None:
+        row.next_run_at = next_run_at
+    elif resumed:
+        row.next_run_at = next_slot(row, now)
+    row.save(update_fields=["paused", "enabled", "next_run_at", "updated_at"])
+    return row
 
 
 # --- The dispatcher ---------------------------------------------------------------------------
