@@ -15,6 +15,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ..choices import RunStatus
 from ..exceptions import DomainError
 from ..models import Instance, ResourceBinding
 from ..services import installs
@@ -52,7 +53,7 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
     search_fields = ["name", "version__integration__name", "version__integration__description"]
     list_select_related = ["organization", "version__integration"]
     inlines = [ResourceBindingInline]
-    actions = ["enable", "disable"]
+    actions = ["enable", "disable", "ping"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return super().get_form(request, obj, change, form=InstanceForm.for_instance(obj), **kwargs)
@@ -137,6 +138,27 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
     @admin.action(description="Disable the selected instances (config and data are kept)")
     def disable(self, request, queryset):
         self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Ping the selected instances (run their ping handler now)")
+    def ping(self, request, queryset):
+        from runtime.lifecycle import ping_instance
+
+        for instance in queryset:
+            try:
+                runs = ping_instance(instance=instance, user=request.user)
+            except DomainError as exc:
+                report(request, exc, prefix=f"Ping of {instance.name}: ")
+                continue
+            if not runs:
+                self.message_user(request, f"Ping of {instance.name}: its version has no ping handler.", level="warning")
+            for run in runs:
+                if run.status == RunStatus.SUCCEEDED:
+                    self.message_user(request, f"Ping of {instance.name} succeeded (run #{run.pk}).")
+                else:
+                    self.message_user(
+                        request, f"Ping of {instance.name} failed (run #{run.pk}): {run.error_code} {run.error_message}",
+                        level="error",
+                    )
 
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
         changed = []

@@ -10,8 +10,9 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from ..exceptions import DomainError
 from ..models import CacheEntry, ContainerEntry, HandlerRun
-from .mixins import ScopedAdmin
+from .mixins import ScopedAdmin, report
 
 
 def json_block(value) -> str:
@@ -38,6 +39,20 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
         "input_display", "result_display", "logs_display",
     ]
     readonly_fields = fields
+    actions = ["replay"]
+
+    @admin.action(description="Replay the selected runs with their original input")
+    def replay(self, request, queryset):
+        from runtime.runs import replay_run
+
+        queued = []
+        for run in queryset.select_related("instance__organization"):
+            try:
+                queued.append(replay_run(run=run, user=request.user))
+            except DomainError as exc:
+                report(request, exc, prefix=f"run #{run.pk}: ")
+        if queued:
+            self.message_user(request, f"Queued replays {', '.join(f'#{r.pk}' for r in queued)}.")
 
     @admin.display(description="input")
     def input_display(self, obj):
