@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ..choices import RunStatus
 from ..exceptions import DomainError
@@ -67,11 +67,25 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
             (None, {"fields": ["name", *about]}),
             ("Config", {"fields": ["config_values"]}),
             ("Resources", {"fields": aliases, "description": "Every declared resource must be bound."}),
+            ("Events", {"fields": ["webhook_urls"], "description": (
+                "POST a JSON payload to an event's URL to run its handlers. The URLs hold this "
+                "instance's secret token: share them only with the systems that send its events.")}),
         ]
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization", "version", "enabled", "state", "last_error", "installed_by", "installed_at",
-                "last_run_at", "config_display"]
+                "last_run_at", "config_display", "webhook_urls"]
+
+    @admin.display(description="webhook URLs")
+    def webhook_urls(self, obj):
+        events = sorted({spec.get("event") for spec in obj.version.handlers.values()
+                         if isinstance(spec, dict) and spec.get("type") == "event" and spec.get("event")})
+        if not events:
+            return "This version handles no events."
+        return format_html_join(
+            "", '<div><code>{}</code> → <code>{}</code></div>',
+            ((event, reverse("runtime:webhook", args=[obj.webhook_token, event])) for event in events),
+        )
 
     @admin.display(description="integration", ordering="version__integration__name")
     def integration(self, obj):

@@ -82,3 +82,13 @@ def test_replay_queues_a_new_attempt_with_the_original_input(publisher, acme):
     replay = HandlerRun.objects.exclude(pk=first.pk).get()
     assert (replay.trigger, replay.input, replay.first_run_id, replay.attempt) == (Trigger.REPLAY, {"n": 7}, first.pk, 2)
     assert f"Queued replays #{replay.pk}." in response.content.decode()
+
+
+def test_the_instance_page_shows_its_webhook_urls_to_its_own_organization_only(publisher, outsider, acme):
+    handlers = {"onAlert": {"type": "event", "event": "device.alert", "file": "main.lua", "function": "tick"}}
+    instance = install(handlers, {"main.lua": PING_LUA}, organization=acme)
+    url = reverse("admin:marketplace_instance_change", args=[instance.pk])
+    hook = reverse("runtime:webhook", args=[instance.webhook_token, "device.alert"])
+
+    assert hook in console(publisher).get(url).content.decode()
+    assert console(outsider).get(url).status_code == 404
