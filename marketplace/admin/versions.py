@@ -11,10 +11,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.template.loader import render_to_string
 from django.utils.html import format_html, format_html_join
 
 from ..exceptions import DomainError
 from ..models import Instance, IntegrationVersion
+from ..packaging.validation import validate_version
 from ..services import drafts as draft_service
 from ..services import publishing
 from .forms import DraftForm, PublishForm
@@ -92,6 +94,7 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
         if obj is not None and obj.is_draft and self.has_change_permission(request, obj):
             files = DraftForm.for_draft(obj).file_field_names()
             return [
+                ("Validation", {"fields": ["validation_report"]}),
                 (None, {"fields": ["integration", "label", "manifest"]}),
                 *([("Lua files", {"fields": files})] if files else []),
                 ("Add a file", {"fields": ["new_file_path", "new_file_source"], "classes": ["collapse"] if files else []}),
@@ -105,8 +108,13 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [
             "integration", "label", "state", "available", "notes", "published_at", "published_by",
-            "manifest_code", "files_code", "checksum", "created_at", "updated_at",
+            "manifest_code", "files_code", "checksum", "created_at", "updated_at", "validation_report",
         ]
+
+    @admin.display(description="report")
+    def validation_report(self, obj):
+        # The same report as the Validate page, the API and `manage.py validate_integration`.
+        return render_to_string("admin/marketplace/_report_table.html", {"report": validate_version(obj)})
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None and obj.is_published else []

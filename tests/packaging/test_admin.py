@@ -109,3 +109,15 @@ def test_export_downloads_the_package(client, publisher, outsider, versions):
     assert zipfile.ZipFile(io.BytesIO(response.content)).namelist() == ["manifest.json", "main.lua"]
     client.force_login(outsider)
     assert client.get(url("integrationversion_export", v1.pk)).status_code == 404
+
+
+def test_the_draft_page_shows_its_validation_report(client, publisher, acme):
+    integration = factories.make_integration(acme, name="Broken", slug="broken")
+    draft = factories.make_draft(integration, manifest=MINI_MANIFEST,
+                                 files={"main.lua": "function tick(ctx, input)\n  return {\nend\n"})
+    client.force_login(publisher)
+
+    page = client.get(url("integrationversion_change", draft.pk)).content.decode()
+
+    assert "Invalid — publishing is refused until the errors are fixed" in page
+    assert "lua_syntax" in page and "main.lua:3" in page
