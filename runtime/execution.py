@@ -7,15 +7,18 @@ database-free core shared with the ``run_handler`` command.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from datetime import timedelta
 from typing import Any, Mapping
 
-from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from marketplace.choices import RunStatus
-from marketplace.models import HandlerRun, Instance
+from marketplace.choices import RunStatus, VersionState
+from marketplace.models import HandlerRun, Instance, IntegrationVersion
 
 from .ctx import Ctx
 from .dispatch import DeviceSpec, bindings_for
@@ -105,42 +108,113 @@ def instance_info(instance: Instance) -> dict:
     }
 
 
-def execute_run(run_id: int) -> HandlerRun:
+# ``Instance.last_run_at`` is shared by every run of an instance: writing it on each run
+# makes concurrent workers queue on that one row. It is kept to this granularity instead
+# (written when it is empty or older than this; it never moves backwards).
+LAST_RUN_AT_GRANULARITY = timedelta(seconds=5)
+
+# Published versions never change (IntegrationVersion.checksum covers manifest and files), so
+# each worker process keeps the content of the versions it ran, keyed by (id, checksum), in a
+# small LRU: a run then loads neither the manifest nor the bundle. Drafts are never cached.
+PROGRAM_CACHE_SIZE = 64
+_programs: OrderedDict[tuple[int, str], tuple[Any, Any]] = OrderedDict()
+_programs_lock = threading.Lock()
+
+
+def clear_program_cache() -> None:
+    with _programs_lock:
+        _programs.clear()
+
+
+def _program(version: IntegrationVersion) -> tuple[dict, dict]:
+    """(manifest, files) of ``version``, loaded with its row deferred: from the per-process
+    cache when a published version with this id and checksum was loaded before. The
+    returned dicts are shared between runs: read them, never change them."""
+    key = (version.pk, version.checksum)
+    cacheable = version.state == VersionState.PUBLISHED and bool(version.checksum)
+    if cacheable:
+        with _programs_lock:
+            hit = _programs.get(key)
+            if hit is not None:
+                _programs.move_to_end(key)
+                return hit
+    manifest, files, checksum, state = (
+        IntegrationVersion.objects.filter(pk=version.pk).values_list("manifest", "files", "checksum", "state").get()
+    )
+    program = (manifest if isinstance(manifest, dict) else {}, files if isinstance(files, dict) else {})
+    # Cached under the checksum read with the content itself, never another one.
+    if cacheable and state == VersionState.PUBLISHED and checksum == version.checksum:
+        with _programs_lock:
+            _programs[key] = program
+            _programs.move_to_end(key)
+            while len(_programs) > PROGRAM_CACHE_SIZE:
+                _programs.popitem(last=False)
+    return program
+
+
+def _run_fields() -> tuple[str, ...]:
+    """What a run is loaded with: the run and its instance whole; of the version and its
+    integration only what a run reads (the content comes from ``_program``; anything else
+    is loaded on access)."""
+    return (
+        *(f.name for f in HandlerRun._meta.concrete_fields),
+        *(f"instance__{f.name}" for f in Instance._meta.concrete_fields),
+        *(f"instance__version__{name}" for name in ("number", "checksum", "state", "integration")),
+        "instance__version__integration__slug",
+    )
+
+
+def _load_run(run_id: int) -> HandlerRun:
+    """The run with its instance, version and integration, in one query."""
+    return HandlerRun.objects.select_related("instance__version__integration").only(*_run_fields()).get(pk=run_id)
+
+
+def execute_run(run_id: int, *, claimed: bool = False) -> HandlerRun:
     """Run a queued ``HandlerRun`` and record how it went.
 
     - A run already finished (succeeded/failed) is returned untouched, so a redelivered task
       does nothing twice. A queued or running (picked up before, worker lost) run is marked
-      ``running`` with ``started_at`` and ``starts + 1`` in its own short transaction: no
-      database lock is held while the handler runs.
+      ``running`` with ``started_at`` and ``starts + 1`` by one UPDATE (conditional on its
+      status, so it cannot race a concurrent finish): no database lock is held while the
+      handler runs. ``claimed=True`` means the caller already did that (``runs.claim_run``
+      stamps the pickup in its claim).
     - The ctx is built from the database: ``instance.runtime_config()``, the instance's
-      bindings → devices, the version's manifest (permissions, resources, containers) and
-      the handler's limits.
+      bindings → devices (only queried when the manifest declares resources), the
+      version's manifest (permissions, resources, containers) and the handler's limits.
+      The run, instance, version and integration are read in one query; the manifest and
+      bundle come from a per-process cache of published versions (``_program``).
     - Records ``status``, ``result``, ``logs``, ``error_code``/``error_message``/
-      ``error_file``/``error_line``, ``finished_at``, ``duration_ms``, and sets the
-      instance's ``last_run_at``. Never raises for a handler failure; a platform fault is
-      logged and recorded as ``internal_error``.
+      ``error_file``/``error_line``, ``finished_at``, ``duration_ms`` in one UPDATE, and the
+      instance's ``last_run_at`` to ``LAST_RUN_AT_GRANULARITY`` (5 s). Never raises for a
+      handler failure; a platform fault is logged and recorded as ``internal_error``.
     """
-    with transaction.atomic():
-        run = HandlerRun.objects.select_for_update().get(pk=run_id)
-        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    if not claimed:
+        started = HandlerRun.objects.filter(pk=run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
+            status=RunStatus.RUNNING, started_at=timezone.now(), starts=F("starts") + 1
+        )
+        run = _load_run(run_id)
+        if not started:  # finished already (a row that is gone raised DoesNotExist)
             return run
-        run.status = RunStatus.RUNNING
-        run.started_at = timezone.now()
-        run.starts += 1
-        run.save(update_fields=["status", "started_at", "starts"])
+    else:
+        run = _load_run(run_id)
 
-    instance = Instance.objects.select_related("version__integration").get(pk=run.instance_id)
+    instance = run.instance
     version = instance.version
+    manifest, files = _program(version)
+    # Filled in, so that follow-ups (handler_spec) read them without another query.
+    version.manifest, version.files = manifest, files
+    resources = manifest.get("resources")
     try:
         outcome = run_spec(
-            manifest=version.manifest if isinstance(version.manifest, dict) else {},
-            files=version.files if isinstance(version.files, dict) else {},
+            manifest=manifest,
+            files=files,
             handler=run.handler,
             input=run.input,
             config=instance.runtime_config(),
             instance_info=instance_info(instance),
             store=DjangoStore(instance),
-            devices=bindings_for(instance),
+            # Without declared resources ctx refuses every alias before looking at devices.
+            devices=bindings_for(instance) if isinstance(resources, dict) and resources else {},
         )
     except Exception:
         logger.exception("run %s of %s failed on the platform's side", run.pk, run.handler)
@@ -163,7 +237,13 @@ def execute_run(run_id: int) -> HandlerRun:
             "finished_at", "duration_ms",
         ]
     )
-    Instance.objects.filter(pk=instance.pk).update(last_run_at=finished)
+    stale = finished - LAST_RUN_AT_GRANULARITY
+    if instance.last_run_at is None or instance.last_run_at < stale:
+        # Re-checked in the UPDATE: of concurrent runs only one writes, and never backwards.
+        if Instance.objects.filter(Q(last_run_at__isnull=True) | Q(last_run_at__lt=stale), pk=instance.pk).update(
+            last_run_at=finished
+        ):
+            instance.last_run_at = finished
     return run
 
 

@@ -3,9 +3,9 @@ them up in a worker, and what follows a run (retries, polled items). Replay live
 
 A run is a HandlerRun row first and a Celery message second: the message carries only the
 run's id and is sent when the transaction that created the row commits. A worker claims
-the row before executing it, counting pickups in ``starts``; a run found ``running`` at
-pickup lost its worker (killed by the hard time limit, memory, a crash) and after
-``JUNCTION_RUN_MAX_STARTS`` pickups it is recorded as failed (``worker_lost``) instead of
+the row before executing it, in the same statement stamping ``started_at`` and counting
+the pickup in ``starts``; a run found ``running`` at pickup lost its worker (killed by the
+hard time limit, memory, a crash) and after ``JUNCTION_RUN_MAX_STARTS`` pickups it is recorded as failed (``worker_lost``) instead of
 being redelivered forever.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from marketplace import access
@@ -111,7 +111,7 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
     if outcome == "execute":
         from .execution import execute_run
 
-        run = execute_run(run_id)
+        run = execute_run(run_id, claimed=True)
         follow_up(run)
         return "executed"
     if outcome == "finished":
@@ -122,8 +122,10 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
 
 def claim_run(run_id: int, *, redelivered: bool = False) -> str:
     """Take the run for this pickup. The common case is one UPDATE moving it from queued
-    to running, so two messages for one run never both execute it; ``execute_run`` then
-    stamps ``started_at`` and counts the pickup in ``starts``.
+    to running, so two messages for one run never both execute it; the same UPDATE stamps
+    ``started_at`` and counts the pickup in ``starts`` (``F("starts") + 1``). Whenever
+    "execute" is returned the pickup has been stamped and counted, so the caller runs it
+    with ``execute_run(run_id, claimed=True)``.
 
     A run already ``running`` was picked up before. If this message was redelivered (or
     the run started longer ago than the hard time limit), that worker died: run it again,
@@ -133,7 +135,7 @@ def claim_run(run_id: int, *, redelivered: bool = False) -> str:
     # concurrent pickups the second re-checks it after the first commits (PostgreSQL).
     enabled = Instance.objects.filter(enabled=True).values("pk")
     if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance_id__in=enabled).update(
-        status=RunStatus.RUNNING
+        status=RunStatus.RUNNING, started_at=timezone.now(), starts=F("starts") + 1
     ):
         return "execute"
     with transaction.atomic():
@@ -157,6 +159,11 @@ def claim_run(run_id: int, *, redelivered: bool = False) -> str:
                 )
                 return "lost"
             log.warning("run %s was picked up before by a worker that died; running it again", run_id)
+        # Stamped and counted while the row is locked, like the UPDATE above.
+        run.status = RunStatus.RUNNING
+        run.started_at = timezone.now()
+        run.starts += 1
+        run.save(update_fields=["status", "started_at", "starts"])
         return "execute"
 
 
@@ -183,13 +190,27 @@ def _record_failure(run: HandlerRun, code: str, message: str) -> None:
 def follow_up(run: HandlerRun) -> None:
     """Retry a failed timer/event run if its handler says so; post a polling timer's new
     items. Both are idempotent, so a redelivered message cannot double them. Most runs
-    need neither and cost no query here."""
+    need neither and cost no query here (nor does a failed run whose handler declares no
+    retry, when its version was loaded with it, as ``execute_run`` does)."""
     if run.status == RunStatus.FAILED and run.trigger in RETRIED_TRIGGERS and run.error_code != "worker_lost":
-        schedule_retry(run)
+        spec = _loaded_handler_spec(run)
+        if spec is None or run.attempt < retry_policy(spec)[0]:
+            schedule_retry(run)
     elif run.status == RunStatus.SUCCEEDED and isinstance(run.result, dict) and "items" in run.result:
         from .events import post_polled_items
 
         post_polled_items(run)
+
+
+def _loaded_handler_spec(run: HandlerRun) -> dict | None:
+    """``handler_spec(run)`` if the run's instance, version and manifest are already loaded
+    (no query); None otherwise."""
+    if not HandlerRun.instance.is_cached(run):
+        return None
+    instance = run.instance
+    if not Instance.version.is_cached(instance) or "manifest" in instance.version.get_deferred_fields():
+        return None
+    return handler_spec(run)
 
 
 def handler_spec(run: HandlerRun) -> dict:

@@ -1,11 +1,15 @@
 """execute_run and run_now: a HandlerRun row in, a recorded outcome out (real database)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from marketplace.choices import ResourceKind, RunStatus, Trigger
-from marketplace.models import ContainerEntry, HandlerRun, Instance, ResourceBinding
-from runtime.execution import execute_run, run_now
+from marketplace.models import ContainerEntry, HandlerRun, Instance, IntegrationVersion, ResourceBinding
+from runtime.execution import LAST_RUN_AT_GRANULARITY, clear_program_cache, execute_run, run_now
+from runtime.runs import process_run
 
 from .. import factories
 
@@ -67,9 +71,11 @@ def queue(instance, handler, input=None, trigger=Trigger.TIMER) -> HandlerRun:
 
 def test_execute_run_records_a_success(instance, django_assert_max_num_queries):
     run = queue(instance, "sync", {"lastRunAt": "2026-01-01T00:00:00Z"})
-    # lock and mark running (4 with the transaction), instance, bindings, 2 container
-    # upserts, save the outcome, last_run_at
-    with django_assert_max_num_queries(10):
+    # mark running (one UPDATE), the run with its instance/version/integration, the
+    # version's content (not cached yet), bindings, 2 container upserts, the outcome (one
+    # UPDATE), last_run_at (empty so far)
+    clear_program_cache()
+    with django_assert_max_num_queries(8):
         run = execute_run(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, (run.error_code, run.error_message)
@@ -141,3 +147,80 @@ def test_run_now_rpc_succeeds(instance):
     assert run.status == RunStatus.SUCCEEDED
     assert run.result == {"n": 5}
     assert run.input == {"n": 5}
+
+
+PLAIN_LUA = """
+function handle(ctx, input)
+  return { n = input.n }
+end
+function fail(ctx, input)
+  error("nope")
+end
+"""
+
+
+@pytest.fixture
+def plain_instance(db):
+    """An instance whose manifest declares no resources (no bindings to look up)."""
+    version = factories.make_published(
+        manifest={
+            "name": "plain", "resources": {}, "permissions": ["log"],
+            "handlers": {"handle": {"type": "event", "event": "x", "file": "main.lua", "function": "handle"},
+                         "fail": {"type": "event", "event": "x", "file": "main.lua", "function": "fail"}},
+        },
+        files={"main.lua": PLAIN_LUA},
+    )
+    return Instance.objects.create(organization=factories.make_org(), version=version, name="plain")
+
+
+def test_a_worker_run_costs_three_queries_once_its_version_is_cached(plain_instance, django_assert_max_num_queries):
+    clear_program_cache()
+    first = queue(plain_instance, "handle", {"n": 0}, trigger=Trigger.EVENT)
+    assert process_run(first.pk) == "executed"  # loads the version's content, sets last_run_at
+    run = queue(plain_instance, "handle", {"n": 1}, trigger=Trigger.EVENT)
+    # claim (queued → running, started_at, starts + 1 in one UPDATE), the run with its
+    # instance/version/integration, the outcome; no bindings (no resources), no content
+    # (cached), no last_run_at (set less than LAST_RUN_AT_GRANULARITY ago), no follow-up
+    with django_assert_max_num_queries(3):
+        assert process_run(run.pk) == "executed"
+    run.refresh_from_db()
+    assert (run.status, run.result, run.starts) == (RunStatus.SUCCEEDED, {"n": 1}, 1)
+    assert run.started_at and run.finished_at >= run.started_at
+    # A failed event run whose handler declares no retry has no follow-up query either.
+    failing = queue(plain_instance, "fail", trigger=Trigger.EVENT)
+    with django_assert_max_num_queries(3):
+        assert process_run(failing.pk) == "executed"
+    assert HandlerRun.objects.get(pk=failing.pk).error_code == "lua_error"
+    assert not HandlerRun.objects.filter(first_run=failing).exists()
+
+
+def test_last_run_at_is_kept_to_its_granularity(plain_instance):
+    first = execute_run(queue(plain_instance, "handle", {"n": 0}).pk)
+    plain_instance.refresh_from_db()
+    assert plain_instance.last_run_at == first.finished_at
+    second = execute_run(queue(plain_instance, "handle", {"n": 1}).pk)
+    plain_instance.refresh_from_db()
+    assert plain_instance.last_run_at == first.finished_at  # within the granularity: not rewritten
+    older = second.finished_at - LAST_RUN_AT_GRANULARITY - timedelta(seconds=1)
+    Instance.objects.filter(pk=plain_instance.pk).update(last_run_at=older)
+    third = execute_run(queue(plain_instance, "handle", {"n": 2}).pk)
+    plain_instance.refresh_from_db()
+    assert plain_instance.last_run_at == third.finished_at
+
+
+def test_the_version_cache_never_serves_content_of_another_checksum(plain_instance):
+    clear_program_cache()
+    assert execute_run(queue(plain_instance, "handle", {"n": 1}).pk).result == {"n": 1}
+    # Published content never changes through the models; simulate a row changed behind
+    # their back: a new checksum must never be answered from the cache.
+    changed = PLAIN_LUA.replace("{ n = input.n }", "{ n = input.n, changed = true }")
+    IntegrationVersion.objects.filter(pk=plain_instance.version_id).update(files={"main.lua": changed}, checksum="x" * 64)
+    assert execute_run(queue(plain_instance, "handle", {"n": 2}).pk).result == {"n": 2, "changed": True}
+
+
+def test_a_run_picked_up_after_its_worker_died_is_stamped_by_the_claim(plain_instance):
+    run = queue(plain_instance, "handle", {"n": 1}, trigger=Trigger.EVENT)
+    HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, starts=1, started_at=timezone.now())
+    assert process_run(run.pk, redelivered=True) == "executed"
+    run.refresh_from_db()
+    assert (run.status, run.starts) == (RunStatus.SUCCEEDED, 2)
