@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -107,11 +107,17 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
     broker's flag: the message was given back by a worker that died (or timed out).
     Returns what happened ("executed", "finished", "duplicate", "refused", "lost",
     "gone") for logs and tests."""
-    outcome = claim_run(run_id, redelivered=redelivered)
-    if outcome == "execute":
-        from .execution import execute_run
+    from .execution import claim_and_load, execute_run
 
-        run = execute_run(run_id, claimed=True)
+    run = None
+    if connection.vendor == "postgresql":
+        # The common pickup in one statement; anything else takes claim_run's other branches.
+        run = claim_and_load(run_id)
+        outcome = "execute" if run is not None else claim_run(run_id, redelivered=redelivered, tried=True)
+    else:
+        outcome = claim_run(run_id, redelivered=redelivered)
+    if outcome == "execute":
+        run = execute_run(run_id, claimed=True, run=run)
         follow_up(run)
         return "executed"
     if outcome == "finished":
@@ -120,7 +126,7 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
     return outcome
 
 
-def claim_run(run_id: int, *, redelivered: bool = False) -> str:
+def claim_run(run_id: int, *, redelivered: bool = False, tried: bool = False) -> str:
     """Take the run for this pickup. The common case is one UPDATE moving it from queued
     to running, so two messages for one run never both execute it; the same UPDATE stamps
     ``started_at`` and counts the pickup in ``starts`` (``F("starts") + 1``). Whenever
@@ -130,11 +136,14 @@ def claim_run(run_id: int, *, redelivered: bool = False) -> str:
     A run already ``running`` was picked up before. If this message was redelivered (or
     the run started longer ago than the hard time limit), that worker died: run it again,
     unless it has been picked up JUNCTION_RUN_MAX_STARTS times (then ``worker_lost``).
-    Otherwise another worker is running it now and this message is a duplicate."""
+    Otherwise another worker is running it now and this message is a duplicate.
+
+    ``tried=True``: the caller already ran that UPDATE (``execution.claim_and_load``, the
+    same statement on PostgreSQL) and it claimed nothing; only the other branches are left."""
     # No join in the UPDATE: the status test must sit in its own WHERE, so that of two
     # concurrent pickups the second re-checks it after the first commits (PostgreSQL).
     enabled = Instance.objects.filter(enabled=True).values("pk")
-    if HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance_id__in=enabled).update(
+    if not tried and HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance_id__in=enabled).update(
         status=RunStatus.RUNNING, started_at=timezone.now(), starts=F("starts") + 1
     ):
         return "execute"

@@ -1,0 +1,123 @@
+"""The PostgreSQL pickup (runtime.execution.claim_and_load and the raw outcome UPDATE):
+claim and load in one statement, the ORM's other branches for anything it does not claim."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace.choices import RunStatus, Trigger
+from marketplace.models import HandlerRun, Instance
+from runtime.execution import _load_run, claim_and_load, clear_program_cache, instance_info
+from runtime.runs import process_run
+
+from .. import factories
+from ..conftest import requires_postgres
+
+pytestmark = [pytest.mark.django_db, requires_postgres]
+
+LUA = """
+function handle(ctx, input)
+  return { n = input.n, key = ctx.config.apiKey, site = ctx.config.site, name = ctx.instance.name }
+end
+"""
+
+
+@pytest.fixture
+def instance(db):
+    version = factories.make_published(
+        manifest={
+            "name": "plain", "resources": {}, "permissions": ["log"],
+            "configSchema": {"type": "object", "properties": {"site": {"type": "string"},
+                                                              "apiKey": {"type": "string", "format": "password"}}},
+            "handlers": {"handle": {"type": "event", "event": "x", "file": "main.lua", "function": "handle"}},
+        },
+        files={"main.lua": LUA},
+    )
+    return Instance.objects.create(organization=factories.make_org(), version=version, name="pg",
+                                   config={"site": "HQ"}, secret_config={"apiKey": "s3cret"})
+
+
+def queue(instance, n=1) -> HandlerRun:
+    return HandlerRun.objects.create(instance=instance, handler="handle", trigger=Trigger.EVENT, input={"n": n})
+
+
+def test_a_queued_run_is_claimed_and_loaded_like_the_orm_loads_it(instance):
+    run = queue(instance)
+    claimed = claim_and_load(run.pk)
+    assert claimed is not None
+    orm = _load_run(run.pk)
+    assert (claimed.status, claimed.starts, claimed.started_at) == (RunStatus.RUNNING, 1, orm.started_at)
+    for field in HandlerRun._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(orm, field.attname), field.name
+    for field in Instance._meta.concrete_fields:
+        assert getattr(claimed.instance, field.attname) == getattr(orm.instance, field.attname), field.name
+    version = claimed.instance.version
+    assert (version.pk, version.number, version.checksum, version.state, version.integration_id) == (
+        orm.instance.version.pk, orm.instance.version.number, orm.instance.version.checksum,
+        orm.instance.version.state, orm.instance.version.integration_id,
+    )
+    assert claimed.instance.runtime_config() == {"site": "HQ", "apiKey": "s3cret"}
+    assert instance_info(claimed.instance) == instance_info(orm.instance)
+    assert claim_and_load(run.pk) is None  # running now: not claimed twice
+
+
+def test_a_run_is_executed_and_recorded_in_two_statements_once_its_version_is_cached(instance):
+    clear_program_cache()
+    assert process_run(queue(instance, 0).pk) == "executed"
+    run = queue(instance, 7)
+    with CaptureQueriesContext(connection) as queries:
+        assert process_run(run.pk) == "executed"
+    assert len(queries) == 2  # claim + load, outcome
+    run.refresh_from_db()
+    assert (run.status, run.starts, run.result) == (
+        RunStatus.SUCCEEDED, 1, {"n": 7, "key": "s3cret", "site": "HQ", "name": "pg"}
+    )
+    assert (run.error_code, run.error_message, run.error_file, run.error_line, run.logs) == ("", "", "", None, [])
+    assert run.started_at and run.finished_at >= run.started_at and run.duration_ms is not None
+
+
+def test_a_failure_is_recorded_with_its_location(instance):
+    broken = queue(instance)
+    version = instance.version
+    version.files = {"main.lua": "function handle(ctx, input)\n  local x = nil\n  return x.field\nend\n"}
+    type(version).objects.filter(pk=version.pk).update(files=version.files, checksum="y" * 64)
+    clear_program_cache()
+    assert process_run(broken.pk) == "executed"
+    broken.refresh_from_db()
+    assert (broken.status, broken.error_code, broken.result) == (RunStatus.FAILED, "lua_error", None)
+    assert broken.error_line == 3 and broken.error_file == "main.lua" and broken.finished_at
+
+
+def test_a_run_on_a_disabled_instance_is_refused_and_recorded(instance):
+    run = queue(instance)
+    Instance.objects.filter(pk=instance.pk).update(enabled=False)
+    assert claim_and_load(run.pk) is None
+    assert process_run(run.pk) == "refused"
+    run.refresh_from_db()
+    assert (run.status, run.error_code, run.starts) == (RunStatus.FAILED, "instance_disabled", 0)
+
+
+def test_a_finished_run_redelivered_is_untouched(instance):
+    run = queue(instance)
+    assert process_run(run.pk) == "executed"
+    run.refresh_from_db()
+    assert claim_and_load(run.pk) is None
+    assert process_run(run.pk, redelivered=True) == "finished"
+    again = HandlerRun.objects.get(pk=run.pk)
+    assert (again.status, again.starts, again.started_at, again.finished_at, again.result) == (
+        run.status, 1, run.started_at, run.finished_at, run.result
+    )
+
+
+def test_a_run_whose_worker_died_goes_through_the_orm_branch(instance):
+    run = queue(instance)
+    assert claim_and_load(run.pk) is not None  # picked up; its worker dies
+    assert process_run(run.pk) == "duplicate"  # not redelivered: another worker may run it
+    assert process_run(run.pk, redelivered=True) == "executed"
+    run.refresh_from_db()
+    assert (run.status, run.starts) == (RunStatus.SUCCEEDED, 2)
+
+
+def test_a_run_whose_row_is_gone_is_dropped():
+    assert process_run(987654) == "gone"
