@@ -21,7 +21,7 @@ from ..models import Instance, ResourceBinding
 from ..services import installs
 from .forms import InstanceForm
 from .mixins import ScopedAdmin, ScopedInline, report
-from .saving import ServiceSaveMixin, refusing
+from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
 
 
 class ResourceBindingInline(ScopedInline, admin.TabularInline):
@@ -40,7 +40,7 @@ class ResourceBindingInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(Instance)
-class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
+class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     form = InstanceForm
     org_lookups = ("organization", "version__integration__owner")
     change_org_lookups = ("organization",)
@@ -113,15 +113,11 @@ class InstanceAdmin(ServiceSaveMixin, ScopedAdmin):
         deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
         return deleted, counts, set(), protected
 
-    def delete_model(self, request, obj):
+    def delete_with_service(self, request, obj):
         installs.uninstall_instance(instance=obj, user=request.user)
 
-    def delete_queryset(self, request, queryset):
-        for instance in queryset:
-            try:
-                installs.uninstall_instance(instance=instance, user=request.user)
-            except DomainError as exc:
-                report(request, exc, prefix=f"{instance.name}: ")
+    def refusal_label(self, obj) -> str:
+        return obj.name
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         instance = self.get_object(request, unquote(object_id))

@@ -5,16 +5,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
-from ..exceptions import DomainError
 from ..models import ApiEndpoint, ApiSchema, Attachment
 from ..services import apischemas, media
 from .forms import ApiSchemaForm, AttachmentForm
-from .mixins import ScopedAdmin, ScopedInline, report
-from .saving import ServiceSaveMixin, refusing
+from .mixins import ScopedAdmin, ScopedInline
+from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(ServiceSaveMixin, ScopedAdmin):
+class AttachmentAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     form = AttachmentForm
     org_lookups = ("integration__owner",)
     list_display = ["title", "integration", "filename", "content_type", "size", "uploaded_by", "uploaded_at"]
@@ -35,15 +34,10 @@ class AttachmentAdmin(ServiceSaveMixin, ScopedAdmin):
                 obj.pk, obj.file, obj.title = created.pk, created.file, created.title
                 obj._state.adding = False
 
-    def delete_model(self, request, obj):
-        media.remove_attachment(attachment=obj, user=request.user)
+    delete_select_related = ("integration",)
 
-    def delete_queryset(self, request, queryset):
-        for attachment in queryset.select_related("integration"):
-            try:
-                media.remove_attachment(attachment=attachment, user=request.user)
-            except DomainError as exc:
-                report(request, exc, prefix=f"{attachment}: ")
+    def delete_with_service(self, request, obj):
+        media.remove_attachment(attachment=obj, user=request.user)
 
 
 class EndpointInline(ScopedInline, admin.TabularInline):
@@ -56,7 +50,7 @@ class EndpointInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(ApiSchema)
-class ApiSchemaAdmin(ServiceSaveMixin, ScopedAdmin):
+class ApiSchemaAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     """Uploads go through ``services.apischemas.upload_api_schema``, which parses, checks
     and indexes the document; saving again under the same name replaces it."""
 
@@ -90,12 +84,7 @@ class ApiSchemaAdmin(ServiceSaveMixin, ScopedAdmin):
             )
         obj.pk, obj._state.adding = saved.pk, False
 
-    def delete_model(self, request, obj):
-        apischemas.delete_api_schema(schema=obj, user=request.user)
+    delete_select_related = ("integration",)
 
-    def delete_queryset(self, request, queryset):
-        for schema in queryset.select_related("integration"):
-            try:
-                apischemas.delete_api_schema(schema=schema, user=request.user)
-            except DomainError as exc:
-                report(request, exc, prefix=f"{schema}: ")
+    def delete_with_service(self, request, obj):
+        apischemas.delete_api_schema(schema=obj, user=request.user)

@@ -86,3 +86,30 @@ def refusing():
             yield
     except DomainError as exc:
         raise Refused(exc) from exc
+
+
+class ServiceDeleteMixin:
+    """Deletes go through a service, one object at a time: ``delete_with_service`` names
+    it. A bulk delete reports each refusal and goes on with the rest."""
+
+    delete_select_related: tuple[str, ...] = ()
+
+    def delete_with_service(self, request, obj) -> None:
+        raise NotImplementedError
+
+    def refusal_label(self, obj) -> str:
+        return str(obj)
+
+    def delete_model(self, request, obj):
+        self.delete_with_service(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        from .mixins import report
+
+        if self.delete_select_related:
+            queryset = queryset.select_related(*self.delete_select_related)
+        for obj in queryset:
+            try:
+                self.delete_with_service(request, obj)
+            except DomainError as exc:
+                report(request, exc, prefix=f"{self.refusal_label(obj)}: ")

@@ -23,7 +23,7 @@ from .forms import DraftForm, PublishForm
 from .mixins import ScopedAdmin, ScopedInline, report
 from .packaging import version_tools, version_urls
 from .pages import render_action_page
-from .saving import ServiceSaveMixin, refusing
+from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
 
 
 def publish_drafts(model_admin, request, drafts, *, action=None, selected=(), cancel_url=None):
@@ -72,7 +72,7 @@ class InstanceInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(IntegrationVersion)
-class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
+class IntegrationVersionAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     form = DraftForm
     org_lookups = ("integration__owner",)
     # Drafts are opened from their integration ("Create draft"), never added blank.
@@ -154,15 +154,8 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ScopedAdmin):
                 draft=obj, manifest=form.cleaned_data["manifest"], files=form.cleaned_data["files"], user=request.user
             )
 
-    def delete_model(self, request, obj):
+    def delete_with_service(self, request, obj):
         draft_service.discard_draft(draft=obj, user=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for version in queryset:
-            try:
-                draft_service.discard_draft(draft=version, user=request.user)
-            except DomainError as exc:
-                report(request, exc, prefix=f"{version}: ")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         version = self.get_object(request, unquote(object_id))
