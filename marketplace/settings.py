@@ -235,7 +235,15 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Runtime: running installed handlers (runtime/) --------------------------------------
 # Handler runs go to their own queue so untrusted work never delays the dispatcher tick.
-CELERY_TASK_ROUTES = {"runtime.tasks.run_handler_task": {"queue": "handlers"}}
+CELERY_TASK_ROUTES = {
+    "runtime.tasks.run_handler_task": {"queue": "handlers"},
+    "runtime.tasks.run_batch_task": {"queue": "handlers"},
+}
+# Runs sent together (a dispatcher tick, polled items, requeued runs) go one per message up
+# to BATCH_SPREAD runs, so that many workers share a small burst; a larger burst goes in
+# messages of up to BATCH_MAX runs, since a message costs the worker more than a short run.
+JUNCTION_RUN_BATCH_MAX = env_int("JUNCTION_RUN_BATCH_MAX", 16)
+JUNCTION_RUN_BATCH_SPREAD = env_int("JUNCTION_RUN_BATCH_SPREAD", 8)
 # A worker killed mid-run (memory, hard limit, crash) gives its message back; the run's
 # pickup count (HandlerRun.starts) stops it from being redelivered forever.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

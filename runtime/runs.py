@@ -32,20 +32,49 @@ RETRIED_TRIGGERS = (Trigger.TIMER, Trigger.EVENT, Trigger.RETRY)
 
 # --- Creating and sending -----------------------------------------------------------------
 
+def message_batches(run_ids: list[int], *, most: int | None = None, spread: int | None = None) -> list[list[int]]:
+    """Split run ids sent together into messages: one run per message up to ``spread``
+    runs, so that a small burst is taken by that many workers at once; beyond that, as
+    few messages as keep each at most ``most`` runs (JUNCTION_RUN_BATCH_MAX), evenly
+    filled and in order. A message costs the worker's parent process more than a trivial
+    run costs its child, so a large burst in batches runs several times faster."""
+    most = max(1, settings.JUNCTION_RUN_BATCH_MAX if most is None else most)
+    spread = max(1, settings.JUNCTION_RUN_BATCH_SPREAD if spread is None else spread)
+    total = len(run_ids)
+    if not total:
+        return []
+    count = max(-(-total // most), min(total, spread))
+    size, longer = divmod(total, count)
+    batches, start = [], 0
+    for index in range(count):
+        end = start + size + (index < longer)
+        batches.append(list(run_ids[start:end]))
+        start = end
+    return batches
+
+
 def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
-    """Send one ``run_handler_task`` message per id over one broker connection."""
+    """Send the runs over one broker connection, batched by ``message_batches``: a batch
+    of one is a ``run_handler_task`` message, a longer one a ``run_batch_task``."""
     if not run_ids:
         return
-    from .tasks import run_handler_task
+    from .tasks import run_batch_task, run_handler_task
 
+    def send(batch: list[int], **options) -> None:
+        if len(batch) == 1:
+            run_handler_task.apply_async((batch[0],), countdown=countdown, **options)
+        else:
+            run_batch_task.apply_async((batch,), countdown=countdown, **options)
+
+    batches = message_batches(list(run_ids))
     app = run_handler_task.app
     if app.conf.task_always_eager:
-        for run_id in run_ids:
-            run_handler_task.apply_async((run_id,), countdown=countdown)
+        for batch in batches:
+            send(batch)
         return
     with app.producer_or_acquire() as producer:
-        for run_id in run_ids:
-            run_handler_task.apply_async((run_id,), countdown=countdown, producer=producer)
+        for batch in batches:
+            send(batch, producer=producer)
 
 
 def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> list[HandlerRun]:
@@ -124,6 +153,14 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
         # Delivered again after its outcome was recorded: only the (idempotent) follow-ups.
         follow_up(HandlerRun.objects.get(pk=run_id))
     return outcome
+
+
+def redelivery_order(run_ids: list[int]) -> list[int]:
+    """The runs of a redelivered batch with those already ``running`` (the one its dead
+    worker was running) last: a run that kills its worker then holds up no other run of
+    its batch more than once."""
+    statuses = dict(HandlerRun.objects.filter(pk__in=run_ids).values_list("pk", "status"))
+    return sorted(run_ids, key=lambda run_id: statuses.get(run_id) == RunStatus.RUNNING)
 
 
 def claim_run(run_id: int, *, redelivered: bool = False, tried: bool = False) -> str:

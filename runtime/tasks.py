@@ -1,19 +1,23 @@
 """Celery tasks of the runtime: thin, taking ids. The work is in ``runtime.runs``,
 ``runtime.schedules`` and ``runtime.events``.
 
-``run_handler_task`` goes to the ``handlers`` queue (CELERY_TASK_ROUTES) so untrusted runs
-never delay the dispatcher tick; its time limits sit above the sandbox's own maximum and
-far below the broker's visibility timeout (settings, "Runtime" block).
+``run_handler_task`` (one run) and ``run_batch_task`` (several, see ``runs.publish_runs``)
+go to the ``handlers`` queue (CELERY_TASK_ROUTES) so untrusted runs never delay the
+dispatcher tick; their time limits sit above the sandbox's own maximum and far below the
+broker's visibility timeout (settings, "Runtime" block).
 """
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from . import runs, schedules
+from .limits import setting
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +27,72 @@ log = logging.getLogger(__name__)
 def run_handler_task(self, run_id: int) -> str:
     """Execute queued HandlerRun ``run_id`` and do what follows it (retry, polled items).
     Retried (by Celery, not as a new run) only when the database connection fails."""
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    try:
+        return _process(run_id, redelivered=_redelivered(self))
+    except SoftTimeLimitExceeded:
+        return "time_limit"
+    except (InterfaceError, OperationalError) as exc:
+        raise _retry(self, exc, (run_id,))
+
+
+@shared_task(bind=True, name="runtime.tasks.run_batch_task", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, max_retries=5)
+def run_batch_task(self, run_ids: list[int]) -> list[str]:
+    """Execute several queued runs one after another, each exactly as ``run_handler_task``
+    would (``runs.publish_runs`` batches a burst: a message costs more than a short run).
+
+    The task's time limits stay above any one run's: a run is only started while the
+    batch has time left for the longest run a handler may take
+    (``batch_seconds``); the runs not reached are sent on in a new message. A worker that
+    dies mid-batch gives the message back: runs already finished are not run again, and
+    the run it was running goes last (``runs.redelivery_order``)."""
+    redelivered = _redelivered(self)
+    run_ids = runs.redelivery_order(list(run_ids)) if redelivered else list(run_ids)
+    deadline = time.monotonic() + batch_seconds()
+    outcomes = []
+    for position, run_id in enumerate(run_ids):
+        if position and time.monotonic() > deadline:
+            runs.publish_runs(run_ids[position:])
+            break
+        try:
+            outcomes.append(_process(run_id, redelivered=redelivered))
+        except SoftTimeLimitExceeded:  # _process recorded the run; the limit ends the batch
+            outcomes.append("time_limit")
+            runs.publish_runs(run_ids[position + 1:])
+            break
+        except (InterfaceError, OperationalError) as exc:
+            raise _retry(self, exc, (run_ids[position:],))
+    return outcomes
+
+
+BATCH_MARGIN_SECONDS = 5
+
+
+def batch_seconds() -> float:
+    """How long a batch may go on starting runs: its soft time limit less the longest a
+    run may take (JUNCTION_RUNTIME_MAX_TIMEOUT_MS) and a margin for recording it."""
+    longest = setting("JUNCTION_RUNTIME_MAX_TIMEOUT_MS") / 1000
+    return max(0.0, settings.JUNCTION_RUN_SOFT_TIME_LIMIT - longest - BATCH_MARGIN_SECONDS)
+
+
+def _process(run_id: int, *, redelivered: bool) -> str:
     try:
         return runs.process_run(run_id, redelivered=redelivered)
     except SoftTimeLimitExceeded:
         runs.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
-        return "time_limit"
-    except (InterfaceError, OperationalError) as exc:
-        # Connections are kept across tasks (CELERY_DB_REUSE_MAX): drop a broken one so
-        # the retry reconnects. A run found "running" then counts as a lost pickup.
-        for connection in connections.all(initialized_only=True):
-            connection.close()
-        raise self.retry(exc=exc, countdown=2)
+        raise
+
+
+def _redelivered(task) -> bool:
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
+def _retry(task, exc: Exception, args: tuple):
+    # Connections are kept across tasks (CELERY_DB_REUSE_MAX): drop a broken one so the
+    # retry reconnects. A run found "running" then counts as a lost pickup.
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+    return task.retry(args=args, exc=exc, countdown=2)
 
 
 @shared_task(name="runtime.tasks.dispatch_timers", ignore_result=True)

@@ -141,3 +141,56 @@ def test_a_timer_fires_through_beat_and_worker_and_stops_when_disabled(celery_pr
     assert all(run.error_code == "instance_disabled" for run in refused)
     slots = [run.idempotency_key for run in timer_runs(control)]
     assert len(slots) == len(set(slots))
+
+
+BATCH_LUA = """
+function slow(ctx, input)
+  local started = os.clock()
+  while os.clock() - started < 2 do end
+  return { slow = true }
+end
+function fast(ctx, input) return { n = input.payload.n } end
+"""
+
+
+def worker_children(procs) -> list[int]:
+    """The prefork pool processes of the worker started by ``celery_processes``."""
+    (worker,) = [proc.pid for name, proc, _ in procs if name == "worker"]
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == worker:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_a_batch_whose_worker_dies_is_redelivered_and_no_run_is_lost_or_run_twice(celery_processes):
+    from runtime.tasks import run_batch_task
+
+    limits = {"timeoutMs": 20_000, "instructions": 1_000_000_000}
+    handlers = {
+        "slow": {"type": "event", "event": "slow", "file": "main.lua", "function": "slow", "limits": limits},
+        "fast": {"type": "event", "event": "fast", "file": "main.lua", "function": "fast"},
+    }
+    instance = install(version=make_runtime_version(handlers, {"main.lua": BATCH_LUA}), name="batch")
+    slow = HandlerRun.objects.create(instance=instance, handler="slow", trigger=Trigger.EVENT, input={})
+    fast = [HandlerRun.objects.create(instance=instance, handler="fast", trigger=Trigger.EVENT,
+                                      input={"payload": {"n": n}}) for n in range(10)]
+    run_batch_task.apply_async(([slow.pk, *(run.pk for run in fast)],))
+
+    wait_for(lambda: HandlerRun.objects.filter(pk=slow.pk, status=RunStatus.RUNNING).exists(),
+             "the slow run to start", celery_processes)
+    for pid in worker_children(celery_processes):  # the worker process running it dies
+        os.kill(pid, signal.SIGKILL)
+
+    batch = HandlerRun.objects.filter(pk__in=[slow.pk, *(run.pk for run in fast)])
+    wait_for(lambda: batch.filter(status=RunStatus.SUCCEEDED).count() == 11, "every run of the batch",
+             celery_processes)
+    slow.refresh_from_db()
+    assert slow.starts == 2  # picked up again after its worker died...
+    for run in batch.exclude(pk=slow.pk):
+        assert run.starts == 1 and run.result == {"n": run.input["payload"]["n"]}
+        assert run.finished_at <= slow.started_at  # ...after the runs it had held up
