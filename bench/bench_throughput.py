@@ -1,5 +1,6 @@
 """Benchmark: handler runs per second end to end through Celery (Redis broker, PostgreSQL,
-HandlerRun recorded), next to Celery's own rate for a no-op task on the same set-up.
+HandlerRun recorded), next to Celery's own rate for a no-op task on the same set-up, and
+where the CPU goes.
 
     .venv/bin/python bench/bench_throughput.py [--runs 5000] [--concurrency 2 4]
 
@@ -10,6 +11,11 @@ drains the queue:
 - no-op: Celery's built-in ``celery.accumulate`` task, timed by the queue draining;
 - handler runs: queued HandlerRun rows of a trivial event handler, each executed in the
   Lua sandbox and recorded; timed from the first ``started_at`` to the last ``finished_at``.
+  Sent two ways: one run per message (``JUNCTION_RUN_BATCH_MAX=1``: events arriving one
+  by one) and as one burst (``runs.publish_runs`` batching it: a dispatcher tick, polled
+  items), which is how runs sent together travel.
+CPU per run is read from /proc for the worker's parent and pool processes, PostgreSQL and
+Redis while the queue drains (worker start-up excluded).
 Target: ≥ 500 handler runs/s on a 2-core machine.
 """
 from __future__ import annotations
@@ -20,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchdb import BROKER, ROOT, make_version, prepare, purge_queues
 
@@ -72,12 +79,41 @@ def bench_noop(app, redis, env, n: int, concurrency: int) -> float:
     return (start_len + 1) / elapsed if elapsed else float("nan")
 
 
-def bench_runs(app, env, instance, n: int, concurrency: int) -> tuple[float, dict]:
+def cpu_by_group(worker_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the worker's parent, its pool processes, PostgreSQL and
+    Redis, from /proc. Pool processes are recycled (max_tasks_per_child) and PostgreSQL
+    backends end with their connection: those that have exited are counted through their
+    parent's ``cutime``/``cstime``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = {"worker parent": 0.0, "worker pool": 0.0, "postgres": 0.0, "redis": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        own, reaped = (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+        if pid == worker_pid:
+            groups["worker parent"] += own
+            groups["worker pool"] += reaped
+        elif ppid == worker_pid:
+            groups["worker pool"] += own
+        elif comm.startswith("postgres"):
+            groups["postgres"] += own + reaped
+        elif comm.startswith("redis"):
+            groups["redis"] += own
+    return groups
+
+
+def bench_runs(app, env, instance, n: int, concurrency: int, batch_max: int | None) -> tuple[float, dict]:
+    from django.conf import settings
     from django.db.models import Max, Min
 
     from marketplace.choices import RunStatus, Trigger
     from marketplace.models import HandlerRun
-    from runtime.runs import publish_runs
+    from runtime.runs import message_batches, publish_runs
 
     purge_queues(app)
     HandlerRun.objects.all().delete()
@@ -86,24 +122,34 @@ def bench_runs(app, env, instance, n: int, concurrency: int) -> tuple[float, dic
                    input={"event": "bench", "payload": {"n": i}})
         for i in range(n)
     ])
-    t = time.monotonic()
-    publish_runs([r.pk for r in runs])
-    publish_rate = n / (time.monotonic() - t)
+    default_max = settings.JUNCTION_RUN_BATCH_MAX
+    settings.JUNCTION_RUN_BATCH_MAX = batch_max or default_max
+    try:
+        messages = len(message_batches([r.pk for r in runs]))
+        t = time.monotonic()
+        publish_runs([r.pk for r in runs])
+        publish_rate = n / (time.monotonic() - t)
+    finally:
+        settings.JUNCTION_RUN_BATCH_MAX = default_max
     proc = start_worker(env, concurrency)
+    pending = HandlerRun.objects.exclude(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
     try:
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            done = HandlerRun.objects.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]).count()
-            if done >= n:
-                break
-            time.sleep(0.25)
+        while not HandlerRun.objects.exclude(status=RunStatus.QUEUED).exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        cpu_before, wall_before = cpu_by_group(proc.pid), time.monotonic()
+        while pending.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu_after, wall = cpu_by_group(proc.pid), time.monotonic() - wall_before
     finally:
         stop(proc)
     agg = HandlerRun.objects.aggregate(start=Min("started_at"), end=Max("finished_at"))
-    statuses = dict(HandlerRun.objects.values_list("status").annotate(n=Min("pk")).values_list("status", "n"))
-    counts = {s: HandlerRun.objects.filter(status=s).count() for s in statuses}
+    counts = dict(HandlerRun.objects.values_list("status").annotate(n=Max("pk")).values_list("status", "n"))
+    counts = {s: HandlerRun.objects.filter(status=s).count() for s in counts}
     elapsed = (agg["end"] - agg["start"]).total_seconds()
-    return n / elapsed, {"publish_per_s": publish_rate, "statuses": counts, "seconds": elapsed}
+    cpu_ms = {group: 1000 * (cpu_after[group] - cpu_before[group]) / n for group in cpu_before}
+    return n / elapsed, {"publish_per_s": publish_rate, "statuses": counts, "seconds": elapsed,
+                         "messages": messages, "cpu_ms": cpu_ms, "busy": sum(cpu_ms.values()) / 1000 * n / wall / 2}
 
 
 def main() -> None:
@@ -131,10 +177,14 @@ def main() -> None:
     for c in args.concurrency:
         rate = bench_noop(app, redis, env, args.noops, c)
         print(f"celery no-op task      concurrency {c}: {rate:8.0f} tasks/s  ({args.noops} tasks)")
-    for c in args.concurrency:
-        rate, info = bench_runs(app, env, instance, args.runs, c)
-        print(f"handler runs (recorded) concurrency {c}: {rate:8.0f} runs/s   ({args.runs} runs in "
-              f"{info['seconds']:.1f} s; statuses {info['statuses']}; enqueue {info['publish_per_s']:.0f}/s)")
+    for label, batch_max in (("one run per message", 1), ("sent as one burst", None)):
+        for c in args.concurrency:
+            rate, info = bench_runs(app, env, instance, args.runs, c, batch_max)
+            cpu = ", ".join(f"{group} {ms:.2f}" for group, ms in info["cpu_ms"].items())
+            print(f"handler runs, {label:20s} concurrency {c}: {rate:5.0f} runs/s  ({args.runs} runs in "
+                  f"{info['messages']} messages, {info['seconds']:.1f} s; {info['statuses']})")
+            print(f"    CPU ms per run: {cpu}; total {sum(info['cpu_ms'].values()):.2f} "
+                  f"(both cores {100 * info['busy']:.0f}% busy)")
     purge_queues(app)
 
 

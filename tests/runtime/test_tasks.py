@@ -15,7 +15,7 @@ from marketplace.models import CacheEntry, ContainerEntry, HandlerRun
 from marketplace.services.installs import set_instance_enabled
 from runtime import runs
 from runtime.schedules import dispatch_due
-from runtime.tasks import housekeeping, run_handler_task
+from runtime.tasks import batch_seconds, housekeeping, run_batch_task, run_handler_task
 
 from .. import factories
 from .helpers import install, timer
@@ -234,14 +234,18 @@ def test_celery_settings_fit_untrusted_work():
     from runtime.limits import setting
 
     conf = app.conf
-    assert conf.task_routes["runtime.tasks.run_handler_task"]["queue"] == "handlers"
+    for task in ("runtime.tasks.run_handler_task", "runtime.tasks.run_batch_task"):
+        assert conf.task_routes[task]["queue"] == "handlers"
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     sandbox_max = setting("JUNCTION_RUNTIME_MAX_TIMEOUT_MS") / 1000
     visibility = 3600  # the Redis transport option, and its default
     assert sandbox_max < conf.task_soft_time_limit < conf.task_time_limit <= visibility / 10
     assert conf.worker_max_tasks_per_child and conf.worker_max_memory_per_child
-    assert run_handler_task.acks_late
+    assert run_handler_task.acks_late and run_batch_task.acks_late
+    assert run_handler_task.reject_on_worker_lost and run_batch_task.reject_on_worker_lost
+    # A batch starts no run it could not finish inside the soft limit.
+    assert 0 < batch_seconds() <= conf.task_soft_time_limit - sandbox_max
     assert django_settings.JUNCTION_RUN_MAX_STARTS >= 1
 
 
