@@ -13,7 +13,8 @@ drains the queue:
   Lua sandbox and recorded; timed from the first ``started_at`` to the last ``finished_at``.
   Sent two ways: one run per message (``JUNCTION_RUN_BATCH_MAX=1``: events arriving one
   by one) and as one burst (``runs.publish_runs`` batching it: a dispatcher tick, polled
-  items), which is how runs sent together travel.
+  items), which is how runs sent together travel. One run per message is also measured with
+  two workers: a worker's parent process handles its messages one at a time.
 CPU per run is read from /proc for the worker's parent and pool processes, PostgreSQL and
 Redis while the queue drains (worker start-up excluded).
 Target: ≥ 500 handler runs/s on a 2-core machine.
@@ -37,10 +38,10 @@ end
 """
 
 
-def start_worker(env: dict, concurrency: int) -> subprocess.Popen:
+def start_worker(env: dict, concurrency: int, index: int = 0) -> subprocess.Popen:
     command = [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-Q", "handlers",
                "-c", str(concurrency), "-l", "WARNING", "--without-mingle", "--without-gossip",
-               "--without-heartbeat", "-n", f"bench-{os.getpid()}@%h"]
+               "--without-heartbeat", "-n", f"bench-{os.getpid()}-{index}@%h"]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -79,7 +80,7 @@ def bench_noop(app, redis, env, n: int, concurrency: int) -> float:
     return (start_len + 1) / elapsed if elapsed else float("nan")
 
 
-def cpu_by_group(worker_pid: int) -> dict[str, float]:
+def cpu_by_group(worker_pids: set[int]) -> dict[str, float]:
     """CPU seconds used so far by the worker's parent, its pool processes, PostgreSQL and
     Redis, from /proc. Pool processes are recycled (max_tasks_per_child) and PostgreSQL
     backends end with their connection: those that have exited are counted through their
@@ -95,10 +96,10 @@ def cpu_by_group(worker_pid: int) -> dict[str, float]:
         fields = text.rsplit(")", 1)[1].split()
         pid, ppid = int(stat.parent.name), int(fields[1])
         own, reaped = (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-        if pid == worker_pid:
+        if pid in worker_pids:
             groups["worker parent"] += own
             groups["worker pool"] += reaped
-        elif ppid == worker_pid:
+        elif ppid in worker_pids:
             groups["worker pool"] += own
         elif comm.startswith("postgres"):
             groups["postgres"] += own + reaped
@@ -107,7 +108,8 @@ def cpu_by_group(worker_pid: int) -> dict[str, float]:
     return groups
 
 
-def bench_runs(app, env, instance, n: int, concurrency: int, batch_max: int | None) -> tuple[float, dict]:
+def bench_runs(app, env, instance, n: int, concurrency: int, batch_max: int | None,
+               workers: int = 1) -> tuple[float, dict]:
     from django.conf import settings
     from django.db.models import Max, Min
 
@@ -131,18 +133,20 @@ def bench_runs(app, env, instance, n: int, concurrency: int, batch_max: int | No
         publish_rate = n / (time.monotonic() - t)
     finally:
         settings.JUNCTION_RUN_BATCH_MAX = default_max
-    proc = start_worker(env, concurrency)
+    procs = [start_worker(env, concurrency, index) for index in range(workers)]
+    pids = {proc.pid for proc in procs}
     pending = HandlerRun.objects.exclude(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
     try:
         deadline = time.monotonic() + 600
         while not HandlerRun.objects.exclude(status=RunStatus.QUEUED).exists() and time.monotonic() < deadline:
             time.sleep(0.005)
-        cpu_before, wall_before = cpu_by_group(proc.pid), time.monotonic()
+        cpu_before, wall_before = cpu_by_group(pids), time.monotonic()
         while pending.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        cpu_after, wall = cpu_by_group(proc.pid), time.monotonic() - wall_before
+        cpu_after, wall = cpu_by_group(pids), time.monotonic() - wall_before
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
     agg = HandlerRun.objects.aggregate(start=Min("started_at"), end=Max("finished_at"))
     counts = dict(HandlerRun.objects.values_list("status").annotate(n=Max("pk")).values_list("status", "n"))
     counts = {s: HandlerRun.objects.filter(status=s).count() for s in counts}
@@ -177,14 +181,16 @@ def main() -> None:
     for c in args.concurrency:
         rate = bench_noop(app, redis, env, args.noops, c)
         print(f"celery no-op task      concurrency {c}: {rate:8.0f} tasks/s  ({args.noops} tasks)")
-    for label, batch_max in (("one run per message", 1), ("sent as one burst", None)):
-        for c in args.concurrency:
-            rate, info = bench_runs(app, env, instance, args.runs, c, batch_max)
-            cpu = ", ".join(f"{group} {ms:.2f}" for group, ms in info["cpu_ms"].items())
-            print(f"handler runs, {label:20s} concurrency {c}: {rate:5.0f} runs/s  ({args.runs} runs in "
-                  f"{info['messages']} messages, {info['seconds']:.1f} s; {info['statuses']})")
-            print(f"    CPU ms per run: {cpu}; total {sum(info['cpu_ms'].values()):.2f} "
-                  f"(both cores {100 * info['busy']:.0f}% busy)")
+    cases = [("one run per message", 1, 1, c) for c in args.concurrency]
+    cases.append(("one run per message", 1, 2, 2))  # two workers: two parent processes
+    cases += [("sent as one burst", None, 1, c) for c in args.concurrency]
+    for label, batch_max, workers, c in cases:
+        rate, info = bench_runs(app, env, instance, args.runs, c, batch_max, workers)
+        cpu = ", ".join(f"{group} {ms:.2f}" for group, ms in info["cpu_ms"].items())
+        print(f"handler runs, {label:20s} {workers} worker(s) x concurrency {c}: {rate:5.0f} runs/s  "
+              f"({args.runs} runs in {info['messages']} messages, {info['seconds']:.1f} s; {info['statuses']})")
+        print(f"    CPU ms per run: {cpu}; total {sum(info['cpu_ms'].values()):.2f} "
+              f"(both cores {100 * info['busy']:.0f}% busy)")
     purge_queues(app)
 
 
