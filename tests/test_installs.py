@@ -399,11 +399,9 @@ def test_racing_installs_under_one_name_give_one_instance(transactional_db):
 
 
 def test_a_broken_config_schema_is_a_clear_error_not_a_crash(acme, member):
-    from marketplace.models import IntegrationVersion
-
     version = factories.make_published(factories.make_integration(acme))
     # Written around the publish checks, as a version from before them would be.
-    IntegrationVersion.objects.filter(pk=version.pk).update(manifest={"configSchema": {"type": "no-such-type"}})
+    factories.rewrite_published(version, manifest={"configSchema": {"type": "no-such-type"}})
     version.refresh_from_db()
 
     with pytest.raises(InvalidInput) as exc:

@@ -89,6 +89,7 @@ class IntegrationVersion(models.Model):
         return type(self)._base_manager.filter(pk=self.pk).values("state", *FROZEN_FIELDS).first()
 
     def save(self, *args, **kwargs):
+        # Migration 0003's trigger backs this up for writes that skip save() (update(), raw SQL).
         stored = self._stored()
         if stored is not None and stored["state"] == VersionState.PUBLISHED:
             self.checksum = stored["checksum"]

@@ -81,7 +81,7 @@ def test_a_failure_is_recorded_with_its_location(instance):
     broken = queue(instance)
     version = instance.version
     version.files = {"main.lua": "function handle(ctx, input)\n  local x = nil\n  return x.field\nend\n"}
-    type(version).objects.filter(pk=version.pk).update(files=version.files, checksum="y" * 64)
+    factories.rewrite_published(version, files=version.files, checksum="y" * 64)
     clear_program_cache()
     assert process_run(broken.pk) == "executed"
     broken.refresh_from_db()

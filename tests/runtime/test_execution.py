@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from marketplace.choices import ResourceKind, RunStatus, Trigger
-from marketplace.models import ContainerEntry, HandlerRun, Instance, IntegrationVersion, ResourceBinding
+from marketplace.models import ContainerEntry, HandlerRun, Instance, ResourceBinding
 from runtime.execution import LAST_RUN_AT_GRANULARITY, clear_program_cache, execute_run, run_now
 from runtime.runs import process_run
 
@@ -214,7 +214,7 @@ def test_the_version_cache_never_serves_content_of_another_checksum(plain_instan
     # Published content never changes through the models; simulate a row changed behind
     # their back: a new checksum must never be answered from the cache.
     changed = PLAIN_LUA.replace("{ n = input.n }", "{ n = input.n, changed = true }")
-    IntegrationVersion.objects.filter(pk=plain_instance.version_id).update(files={"main.lua": changed}, checksum="x" * 64)
+    factories.rewrite_published(plain_instance.version, files={"main.lua": changed}, checksum="x" * 64)
     assert execute_run(queue(plain_instance, "handle", {"n": 2}).pk).result == {"n": 2, "changed": True}
 
 
