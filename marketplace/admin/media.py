@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
-from ..models import ApiEndpoint, ApiSchema, Attachment
+from ..models import ApiEndpoint, ApiField, ApiModel, ApiSchema, Attachment
 from ..services import apischemas, media
 from .forms import ApiSchemaForm, AttachmentForm
 from .mixins import ScopedAdmin, ScopedInline
@@ -85,6 +85,13 @@ class ApiSchemaAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
         obj.pk, obj._state.adding = saved.pk, False
 
     delete_select_related = ("integration",)
+
+    def get_deleted_objects(self, objs, request):
+        # The index (endpoints, models, fields) is read-only in the console and goes with
+        # its document: deleting the document needs no permission on the index rows.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        index = {model._meta.verbose_name for model in (ApiEndpoint, ApiModel, ApiField)}
+        return deleted, counts, perms_needed - index, protected
 
     def delete_with_service(self, request, obj):
         apischemas.delete_api_schema(schema=obj, user=request.user)

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from django import forms
 from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from ..exceptions import DomainError
 
@@ -102,6 +104,21 @@ class ServiceDeleteMixin:
 
     def delete_model(self, request, obj):
         self.delete_with_service(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """A refused delete (the service's DomainError) shows its reason on the object's
+        page instead of failing; the admin's transaction has rolled back its log entry."""
+        from .mixins import report
+
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except DomainError as exc:
+            report(request, exc)
+            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id],
+                        current_app=self.admin_site.name)
+            )
 
     def delete_queryset(self, request, queryset):
         from .mixins import report

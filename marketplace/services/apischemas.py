@@ -104,7 +104,29 @@ def reindex(schema: ApiSchema, indexed=None) -> ApiSchema:
     return schema
 
 
+def naming_versions(schema: ApiSchema) -> list[tuple[str, str]]:
+    """(version label, manifest path) of each version of the schema's integration, draft
+    included, whose resources name it in ``apiSchema``."""
+    named = []
+    for version in schema.integration.versions.order_by("number"):
+        for alias, spec in version.resources.items():
+            if isinstance(spec, dict) and spec.get("apiSchema") == schema.name:
+                named.append((version.label, f"resources.{alias}.apiSchema"))
+    return named
+
+
 @transaction.atomic
 def delete_api_schema(*, schema: ApiSchema, user=None) -> None:
+    """Delete an uploaded document no version names. Published versions keep theirs (they
+    cannot change, and their API is documented by it) and the draft would stop validating:
+    both refuse the delete; uploading a document of the same name replaces it."""
     access.require_can_publish(user, schema.integration)
+    Integration.objects.select_for_update().get(pk=schema.integration_id)  # no publish in between
+    named = naming_versions(schema)
+    if named:
+        where = ", ".join(f"{label} ({path})" for label, path in named)
+        raise Conflict(
+            f"{schema.name} is named by {where}; upload a new document under the same name to replace it",
+            field="schema",
+        )
     schema.delete()

@@ -121,3 +121,58 @@ def test_the_draft_page_shows_its_validation_report(client, publisher, acme):
 
     assert "Invalid — publishing is refused until the errors are fixed" in page
     assert "lua_syntax" in page and "main.lua:3" in page
+
+
+# --- Deleting an uploaded API document ------------------------------------------------------
+
+PETS_MANIFEST = {**MINI_MANIFEST, "permissions": ["log", "device.http"],
+                 "resources": {"shop": {"kind": "http", "apiSchema": "petstore.yaml"}}}
+PETS_LUA = MINI_LUA.replace('ctx.log.info("tick")', 'ctx.log.info("tick")\n  ctx.device.http("shop", { path = "/pets" })')
+
+
+def test_a_document_a_published_version_names_cannot_be_deleted(pets, publisher):
+    from marketplace.exceptions import Conflict
+    from marketplace.models import ApiEndpoint, ApiSchema
+    from marketplace.services.apischemas import delete_api_schema
+
+    factories.make_published(pets, manifest=PETS_MANIFEST, files={"main.lua": PETS_LUA})
+    schema = pets.api_schemas.get()
+    with pytest.raises(Conflict) as exc:
+        delete_api_schema(schema=schema, user=publisher)
+    assert exc.value.errors["schema"] == [
+        "petstore.yaml is named by v1 (resources.shop.apiSchema); upload a new document under the same name to "
+        "replace it"
+    ]
+    assert ApiSchema.objects.filter(pk=schema.pk).exists() and ApiEndpoint.objects.filter(schema=schema).exists()
+
+    other = upload_api_schema(integration=pets, name="unused.yaml", source=PETSTORE)
+    delete_api_schema(schema=other, user=publisher)  # named by no version: it goes, index and all
+    assert not ApiSchema.objects.filter(pk=other.pk).exists()
+    assert not ApiEndpoint.objects.filter(schema_id=other.pk).exists()
+
+
+def test_the_console_shows_why_a_document_cannot_be_deleted(client, publisher, pets):
+    factories.make_draft(pets, manifest=PETS_MANIFEST, files={"main.lua": PETS_LUA})
+    schema = pets.api_schemas.get()
+    client.force_login(publisher)
+
+    response = client.post(url("apischema_delete", schema.pk), {"post": "yes"}, follow=True)
+
+    assert response.redirect_chain == [(url("apischema_change", schema.pk), 302)]
+    assert [str(m) for m in response.context["messages"]] == [
+        "petstore.yaml is named by draft (resources.shop.apiSchema); upload a new document under the same name to "
+        "replace it"
+    ]
+    assert pets.api_schemas.filter(pk=schema.pk).exists()
+
+
+def test_a_publisher_deletes_a_document_no_version_names_from_the_console(client, publisher, pets):
+    schema = pets.api_schemas.get()
+    client.force_login(publisher)
+
+    confirm = client.get(url("apischema_delete", schema.pk))
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+    response = client.post(url("apischema_delete", schema.pk), {"post": "yes"})
+
+    assert response.status_code == 302 and response.url == url("apischema_changelist")
+    assert not pets.api_schemas.exists()
