@@ -104,16 +104,18 @@ def dispatch_timers() -> int:
 @shared_task(name="runtime.tasks.housekeeping", ignore_result=True)
 def housekeeping() -> dict:
     """Prune old runs, purge expired cache entries, fail runs whose worker vanished,
-    re-send queued runs whose message was lost."""
+    re-send queued runs whose message was lost, delete stored files no row refers to."""
     from django.utils import timezone
 
     from marketplace.models import CacheEntry
+    from marketplace.services.media import sweep_orphan_files
 
     done = {
         "runs_pruned": runs.prune_runs(),
         "cache_purged": CacheEntry.objects.filter(expires_at__lt=timezone.now()).delete()[0],
         "stale_failed": runs.fail_stale_runs(),
         "requeued": runs.requeue_stranded_runs(),
+        "orphan_files_removed": len(sweep_orphan_files()),
     }
     log.info("housekeeping: %s", done)
     return done

@@ -280,3 +280,39 @@ def test_a_private_attachment_is_only_served_to_its_organization(request, client
 def test_an_unknown_attachment_is_404(client, db):
     response = client.get(reverse("marketplace:attachment-download", args=[987654]))
     assert response.status_code == 404
+
+
+# --- Files left behind by a rolled-back transaction -----------------------------------------
+
+def test_files_no_row_refers_to_are_swept_once_old_and_only_those(integration, acme, publisher, media_root):
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from marketplace.services.media import sweep_orphan_files
+
+    kept = factories.make_integration(acme, name="Kept")
+    set_icon(integration=kept, upload=factories.png_upload(), user=publisher)
+    add_attachment(integration=kept, upload=factories.upload("manual.pdf", factories.pdf_bytes(), "application/pdf"), user=publisher)
+    (media_root / "other").mkdir()
+    (media_root / "other" / "notes.txt").write_text("not Junction's: never touched")
+    referenced = files_under(media_root)
+
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), transaction.atomic():  # an outer transaction that rolls back
+        set_icon(integration=integration, upload=factories.png_upload(), user=publisher)
+        add_attachment(integration=integration, upload=factories.upload("manual.pdf", factories.pdf_bytes(), "application/pdf"), user=publisher)
+        raise Abandoned
+    left_behind = sorted(set(files_under(media_root)) - set(referenced))
+    assert len(left_behind) == 3  # icon, thumbnail, attachment
+
+    assert sweep_orphan_files() == []  # younger than JUNCTION_ORPHAN_FILE_HOURS: maybe still in use
+    later = timezone.now() + timedelta(hours=25)
+    removed = sweep_orphan_files(now=later)
+
+    assert sorted(media_root / name for name in removed) == left_behind
+    assert files_under(media_root) == referenced
+    assert sweep_orphan_files(now=later) == []

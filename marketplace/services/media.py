@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import io
+import logging
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 from PIL import Image
 
 from .. import access
@@ -16,6 +20,8 @@ from ..models import Attachment, Integration
 from ..signals import delete_file_on_commit
 from ..validators import attachment_content_type, validate_attachment, validate_icon
 from .common import full_clean
+
+log = logging.getLogger(__name__)
 
 
 def make_thumbnail(data: bytes) -> bytes:
@@ -102,3 +108,51 @@ def removed_on_error(field_files: list):
             if field_file:
                 field_file.storage.delete(field_file.name)
         raise
+
+
+# Folders of the default storage whose files belong to rows (icon_path, thumbnail_path,
+# attachment_path); nothing else under MEDIA_ROOT is touched.
+MANAGED_FOLDERS = ("icons", "attachments")
+
+
+def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list[str]:
+    """Delete stored files no row refers to, last written more than ``older_than`` ago
+    (JUNCTION_ORPHAN_FILE_HOURS), and return their names.
+
+    Files are written before their rows commit; when an enclosing transaction rolls back
+    afterwards (a fork or icon change inside a larger one), nothing deletes them at once.
+    The age keeps this away from files whose transaction is still open."""
+    now = now or timezone.now()
+    cutoff = now - (older_than or timedelta(hours=settings.JUNCTION_ORPHAN_FILE_HOURS))
+    referenced = {
+        *Integration.objects.exclude(icon="").values_list("icon", flat=True),
+        *Integration.objects.exclude(icon_thumbnail="").values_list("icon_thumbnail", flat=True),
+        *Attachment.objects.values_list("file", flat=True),
+    }
+    removed = []
+    for name in _stored_files(default_storage, MANAGED_FOLDERS):
+        if name in referenced:
+            continue
+        try:
+            if default_storage.get_modified_time(name) >= cutoff:
+                continue
+            default_storage.delete(name)
+        except FileNotFoundError:  # removed by someone else meanwhile
+            continue
+        removed.append(name)
+    if removed:
+        log.warning("removed %d stored files no row refers to: %s", len(removed), ", ".join(removed[:20]))
+    return removed
+
+
+def _stored_files(storage, folders) -> list[str]:
+    names, pending = [], list(folders)
+    while pending:
+        folder = pending.pop()
+        try:
+            subfolders, files = storage.listdir(folder)
+        except FileNotFoundError:
+            continue
+        names.extend(f"{folder}/{name}" for name in files)
+        pending.extend(f"{folder}/{name}" for name in subfolders)
+    return names
