@@ -13,6 +13,10 @@ consumes, so only the scheduler is measured. The messages are really published t
    cost (idle and busy).
 2. Burst: all timers due at the same instant (the worst case: e.g. after downtime): how
    long one dispatcher call takes to enqueue all of them.
+
+With ``--worker C`` a real worker (``celery worker -Q handlers -c C``, as in
+bench_throughput.py) runs the runs as they are enqueued, and each is also measured from its
+slot to its recorded finish (steady state), and the burst until its last run is recorded.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import statistics
 import time
 from datetime import timedelta
 
+from bench_throughput import start_worker, stop
 from benchdb import make_version, percentile, prepare, purge_queues
 
 LUA = "function tick(ctx, input) return { ok = true } end\n"
@@ -53,6 +58,15 @@ def create_timers(n: int):
     return rows
 
 
+def slot_to_finish() -> list[float]:
+    """Seconds from each recorded timer run's slot (in its idempotency key) to its finish."""
+    from marketplace.models import HandlerRun
+
+    rows = HandlerRun.objects.filter(idempotency_key__startswith="timer:", finished_at__isnull=False)
+    return [finished.timestamp() - int(key.rsplit(":", 1)[1])
+            for key, finished in rows.values_list("idempotency_key", "finished_at")]
+
+
 def steady(seconds: float) -> None:
     from runtime.schedules import dispatch_due
 
@@ -79,7 +93,7 @@ def steady(seconds: float) -> None:
           f"idle ticks mean {statistics.mean(idle) * 1000 if idle else float('nan'):.2f} ms")
 
 
-def burst(n: int) -> None:
+def burst(n: int, worker: bool = False) -> None:
     from django.utils import timezone
 
     from runtime.models import TimerSchedule
@@ -94,36 +108,64 @@ def burst(n: int) -> None:
     print(f"burst: {report.enqueued} timers due at once enqueued in {cost:.2f} s "
           f"({report.enqueued / cost:.0f} runs/s); lateness p50 {percentile(lateness, 50):.2f} s, "
           f"p99 {percentile(lateness, 99):.2f} s")
+    if worker:
+        from django.db.models import Count
+
+        from marketplace.models import HandlerRun
+
+        runs = HandlerRun.objects.filter(idempotency_key__startswith="timer:")
+        deadline = time.monotonic() + 600
+        while runs.filter(finished_at__isnull=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done = time.perf_counter() - t
+        print(f"  ...and all {runs.count()} run and recorded {done:.1f} s after the dispatcher started "
+              f"({runs.count() / done:.0f} runs/s); statuses "
+              f"{dict(runs.values_list('status').annotate(n=Count('pk')))}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timers", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=130)
+    parser.add_argument("--worker", type=int, metavar="C", default=0,
+                        help="also run the runs with a real worker of this concurrency")
     args = parser.parse_args()
-    prepare()
+    env = prepare()
     from django.db import connection
 
     from marketplace.celery import app
     from marketplace.models import HandlerRun
 
     purge_queues(app)
-    t = time.perf_counter()
-    create_timers(args.timers)
-    print(f"{args.timers} timers (every 1m) created in {time.perf_counter() - t:.1f} s; "
-          f"CPU cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-        cursor.execute(
-            "EXPLAIN SELECT id FROM runtime_timerschedule WHERE enabled AND next_run_at <= now() "
-            "ORDER BY next_run_at LIMIT 1000 FOR UPDATE SKIP LOCKED"
-        )
-        print("  due query plan:", " / ".join(row[0].strip() for row in cursor.fetchall()))
-    steady(args.seconds)
-    purge_queues(app)
-    HandlerRun.objects.all().delete()
-    burst(args.timers)
-    purge_queues(app)
+    worker = start_worker(env, args.worker) if args.worker else None
+    if worker:
+        time.sleep(5)  # booted before the timers exist: its start-up is not the scheduler's lateness
+    try:
+        t = time.perf_counter()
+        create_timers(args.timers)
+        print(f"{args.timers} timers (every 1m) created in {time.perf_counter() - t:.1f} s; "
+              f"CPU cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+            cursor.execute(
+                "EXPLAIN SELECT id FROM runtime_timerschedule WHERE enabled AND next_run_at <= now() "
+                "ORDER BY next_run_at LIMIT 1000 FOR UPDATE SKIP LOCKED"
+            )
+            print("  due query plan:", " / ".join(row[0].strip() for row in cursor.fetchall()))
+        steady(args.seconds)
+        if worker:
+            time.sleep(3)  # the last tick's runs
+            finish = slot_to_finish()
+            print(f"  run by a worker (concurrency {args.worker}): slot → recorded finish p50 "
+                  f"{percentile(finish, 50) * 1000:.0f} ms, p99 {percentile(finish, 99) * 1000:.0f} ms, "
+                  f"max {max(finish) * 1000:.0f} ms")
+        purge_queues(app)
+        HandlerRun.objects.all().delete()
+        burst(args.timers, worker=bool(worker))
+    finally:
+        if worker:
+            stop(worker)
+        purge_queues(app)
 
 
 if __name__ == "__main__":

@@ -234,17 +234,18 @@ def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = 
     run.error_line = error.line if error else None
     run.finished_at = finished
     run.duration_ms = outcome.duration_ms
+    stale = finished - LAST_RUN_AT_GRANULARITY
+    touch = instance.last_run_at is None or instance.last_run_at < stale
     if connection.vendor == "postgresql":
-        _save_outcome(run)
+        touched = _save_outcome(run, touch_instance=touch)
     else:
         run.save(update_fields=list(_OUTCOME_FIELDS))
-    stale = finished - LAST_RUN_AT_GRANULARITY
-    if instance.last_run_at is None or instance.last_run_at < stale:
         # Re-checked in the UPDATE: of concurrent runs only one writes, and never backwards.
-        if Instance.objects.filter(Q(last_run_at__isnull=True) | Q(last_run_at__lt=stale), pk=instance.pk).update(
-            last_run_at=finished
-        ):
-            instance.last_run_at = finished
+        touched = touch and Instance.objects.filter(
+            Q(last_run_at__isnull=True) | Q(last_run_at__lt=stale), pk=instance.pk
+        ).update(last_run_at=finished)
+    if touched:
+        instance.last_run_at = finished
     return run
 
 
@@ -339,19 +340,38 @@ def claim_and_load(run_id: int) -> HandlerRun | None:
 
 
 @lru_cache(maxsize=None)
-def _outcome_sql() -> tuple[str, tuple]:
+def _outcome_sql(touch_instance: bool) -> tuple[str, tuple]:
     qn = connection.ops.quote_name
     fields = tuple(_fields(HandlerRun, _OUTCOME_FIELDS))
     sets = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-    return f"UPDATE {qn(HandlerRun._meta.db_table)} SET {sets} WHERE {qn('id')} = %s", fields
+    record = f"UPDATE {qn(HandlerRun._meta.db_table)} SET {sets} WHERE {qn('id')} = %s"
+    if not touch_instance:
+        return record, fields
+    # The instance's last_run_at in the same statement (and commit): of concurrent runs
+    # only one writes it, never backwards (the same test as the ORM path's UPDATE).
+    last = qn("last_run_at")
+    sql = (
+        f"WITH r AS ({record} RETURNING 1),"
+        f" i AS (UPDATE {qn(Instance._meta.db_table)} SET {last} = %s WHERE {qn('id')} = %s"
+        f" AND ({last} IS NULL OR {last} < %s) AND EXISTS (SELECT 1 FROM r) RETURNING 1)"
+        f" SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i)"
+    )
+    return sql, fields
 
 
-def _save_outcome(run: HandlerRun) -> None:
+def _save_outcome(run: HandlerRun, *, touch_instance: bool) -> bool:
     """``run.save(update_fields=_OUTCOME_FIELDS)`` as one raw UPDATE (PostgreSQL); values
-    are prepared by the model fields themselves."""
-    sql, fields = _outcome_sql()
-    params = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+    are prepared by the model fields themselves. With ``touch_instance`` the instance's
+    ``last_run_at`` moves to ``run.finished_at`` in the same statement, unless it was
+    written less than LAST_RUN_AT_GRANULARITY before; returns whether it moved."""
+    sql, fields = _outcome_sql(touch_instance)
+    params = [*(f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields), run.pk]
+    if touch_instance:
+        finished = run.finished_at
+        params += [finished, run.instance_id, finished - LAST_RUN_AT_GRANULARITY]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, run.pk])
-        if cursor.rowcount != 1:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+        cursor.execute(sql, params)
+        recorded, touched = cursor.fetchone() if touch_instance else (cursor.rowcount, 0)
+    if recorded != 1:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
+    return bool(touched)

@@ -2,6 +2,8 @@
 claim and load in one statement, the ORM's other branches for anything it does not claim."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -75,6 +77,28 @@ def test_a_run_is_executed_and_recorded_in_two_statements_once_its_version_is_ca
     )
     assert (run.error_code, run.error_message, run.error_file, run.error_line, run.logs) == ("", "", "", None, [])
     assert run.started_at and run.finished_at >= run.started_at and run.duration_ms is not None
+
+
+def test_an_instance_not_run_lately_has_its_last_run_at_written_with_the_outcome(instance):
+    """Timers mostly run instances idle for longer than LAST_RUN_AT_GRANULARITY: the
+    instance's last_run_at goes with the outcome, in the same statement."""
+    clear_program_cache()
+    assert process_run(queue(instance, 0).pk) == "executed"
+    other = Instance.objects.create(organization=instance.organization, version=instance.version, name="idle")
+    run = HandlerRun.objects.create(instance=other, handler="handle", trigger=Trigger.EVENT, input={"n": 1})
+    with CaptureQueriesContext(connection) as queries:
+        assert process_run(run.pk) == "executed"
+    assert len(queries) == 2  # claim + load, outcome + last_run_at
+    run.refresh_from_db()
+    other.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and other.last_run_at == run.finished_at
+    # Never backwards: a run finishing "earlier" than the stored time leaves it alone.
+    later = run.finished_at + timedelta(minutes=5)
+    Instance.objects.filter(pk=other.pk).update(last_run_at=later)
+    assert process_run(HandlerRun.objects.create(instance=other, handler="handle", trigger=Trigger.EVENT,
+                                                 input={"n": 2}).pk) == "executed"
+    other.refresh_from_db()
+    assert other.last_run_at == later
 
 
 def test_a_failure_is_recorded_with_its_location(instance):
