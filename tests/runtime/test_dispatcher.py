@@ -3,7 +3,7 @@ the dispatcher claiming due rows, and the beat entries it runs from."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.db import connection
