@@ -250,6 +250,9 @@ CELERY_TASK_ROUTES = {
 # messages of up to BATCH_MAX runs, since a message costs the worker more than a short run.
 JUNCTION_RUN_BATCH_MAX = env_int("JUNCTION_RUN_BATCH_MAX", 16)
 JUNCTION_RUN_BATCH_SPREAD = env_int("JUNCTION_RUN_BATCH_SPREAD", 8)
+# A batch starts runs for this long at most, then sends the rest on in new messages: short
+# runs share a message, slow ones do not hold each other up while other workers are free.
+JUNCTION_RUN_BATCH_SECONDS = env_int("JUNCTION_RUN_BATCH_SECONDS", 2)
 # A worker killed mid-run (memory, hard limit, crash) gives its message back; the run's
 # pickup count (HandlerRun.starts) stops it from being redelivered forever.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

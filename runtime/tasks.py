@@ -41,9 +41,11 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
     """Execute several queued runs one after another, each exactly as ``run_handler_task``
     would (``runs.publish_runs`` batches a burst: a message costs more than a short run).
 
-    The task's time limits stay above any one run's: a run is only started while the
-    batch has time left for the longest run a handler may take
-    (``batch_seconds``); the runs not reached are sent on in a new message. A worker that
+    A batch starts runs for ``batch_seconds`` at most and sends the runs it did not reach
+    on in new messages: slow runs gain nothing from sharing a message and must not hold up
+    the others while other workers are free, and the task's time limits stay above any one
+    run's (a run is only started while the batch has time left for the longest run a
+    handler may take). A worker that
     dies mid-batch gives the message back: runs already finished are not run again, and
     the run it was running goes last (``runs.redelivery_order``)."""
     redelivered = _redelivered(self)
@@ -69,10 +71,12 @@ BATCH_MARGIN_SECONDS = 5
 
 
 def batch_seconds() -> float:
-    """How long a batch may go on starting runs: its soft time limit less the longest a
-    run may take (JUNCTION_RUNTIME_MAX_TIMEOUT_MS) and a margin for recording it."""
+    """How long a batch may go on starting runs: JUNCTION_RUN_BATCH_SECONDS, and never
+    longer than its soft time limit less the longest a run may take
+    (JUNCTION_RUNTIME_MAX_TIMEOUT_MS) and a margin for recording it."""
     longest = setting("JUNCTION_RUNTIME_MAX_TIMEOUT_MS") / 1000
-    return max(0.0, settings.JUNCTION_RUN_SOFT_TIME_LIMIT - longest - BATCH_MARGIN_SECONDS)
+    within_limit = settings.JUNCTION_RUN_SOFT_TIME_LIMIT - longest - BATCH_MARGIN_SECONDS
+    return max(0.0, min(settings.JUNCTION_RUN_BATCH_SECONDS, within_limit))
 
 
 def _process(run_id: int, *, redelivered: bool) -> str:

@@ -122,3 +122,14 @@ def test_a_redelivered_batch_runs_the_run_its_dead_worker_was_running_last():
     crashed_run, waiting_run = HandlerRun.objects.get(pk=crashed), HandlerRun.objects.get(pk=waiting)
     assert (crashed_run.status, crashed_run.starts) == (RunStatus.SUCCEEDED, 2)
     assert waiting_run.finished_at <= crashed_run.started_at
+
+
+def test_a_batch_of_slow_runs_sends_the_rest_on_after_its_time(sent, settings):
+    settings.JUNCTION_RUN_BATCH_SECONDS = 0  # every run counts as slow
+    settings.JUNCTION_RUN_BATCH_SPREAD = 8
+    assert batch_seconds() == 0
+    ids = queued(event_instance(), 4)
+    assert run_batch_task(ids) == ["executed"]
+    # The rest went on spread over messages of their own, for free workers to take.
+    assert sent == [("runtime.tasks.run_handler_task", (run_id,)) for run_id in ids[1:]]
+    assert set(HandlerRun.objects.filter(pk__in=ids).values_list("status", "starts")) == {(RunStatus.SUCCEEDED, 1)}
