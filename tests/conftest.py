@@ -16,6 +16,24 @@ from . import factories
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def connections_closed_before_the_test_database_goes(django_db_setup, django_db_blocker):
+    """Set up after the test database and torn down before it is dropped. Django keeps a
+    connection per context, and once Playwright's sync API has started, tests run in a
+    greenlet context of their own whose connection this teardown cannot reach; on
+    PostgreSQL it would keep the test database from being dropped. Ends every session on
+    the test database but this one."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Every test writes uploads to its own folder, so file assertions see only their files."""
