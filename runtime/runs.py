@@ -155,12 +155,19 @@ def process_run(run_id: int, *, redelivered: bool = False) -> str:
     return outcome
 
 
-def redelivery_order(run_ids: list[int]) -> list[int]:
-    """The runs of a redelivered batch with those already ``running`` (the one its dead
-    worker was running) last: a run that kills its worker then holds up no other run of
-    its batch more than once."""
+def redelivery_order(run_ids: list[int]) -> tuple[list[int], int | None]:
+    """A redelivered batch: (its runs in the order to run them, the run its dead worker was
+    running or None).
+
+    A batch runs in order, so the run its worker was running is the first one not finished,
+    if that one is ``running``; it goes last, so that a run that kills its worker holds up
+    the others of its batch once at most. Any other ``running`` run of the batch was sent
+    on to another message (the batch ran out of time) and may be running there now: it is
+    not taken for lost."""
     statuses = dict(HandlerRun.objects.filter(pk__in=run_ids).values_list("pk", "status"))
-    return sorted(run_ids, key=lambda run_id: statuses.get(run_id) == RunStatus.RUNNING)
+    pending = [run_id for run_id in run_ids if statuses.get(run_id) not in FINISHED]
+    crashed = pending[0] if pending and statuses.get(pending[0]) == RunStatus.RUNNING else None
+    return [run_id for run_id in run_ids if run_id != crashed] + ([crashed] if crashed else []), crashed
 
 
 def claim_run(run_id: int, *, redelivered: bool = False, tried: bool = False) -> str:

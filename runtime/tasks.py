@@ -47,9 +47,12 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
     run's (a run is only started while the batch has time left for the longest run a
     handler may take). A worker that
     dies mid-batch gives the message back: runs already finished are not run again, and
-    the run it was running goes last (``runs.redelivery_order``)."""
-    redelivered = _redelivered(self)
-    run_ids = runs.redelivery_order(list(run_ids)) if redelivered else list(run_ids)
+    the run it was running goes last (``runs.redelivery_order``); it is the only one taken
+    for lost."""
+    crashed = None
+    run_ids = list(run_ids)
+    if _redelivered(self):
+        run_ids, crashed = runs.redelivery_order(run_ids)
     deadline = time.monotonic() + batch_seconds()
     outcomes = []
     for position, run_id in enumerate(run_ids):
@@ -57,7 +60,7 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
             runs.publish_runs(run_ids[position:])
             break
         try:
-            outcomes.append(_process(run_id, redelivered=redelivered))
+            outcomes.append(_process(run_id, redelivered=run_id == crashed))
         except SoftTimeLimitExceeded:  # _process recorded the run; the limit ends the batch
             outcomes.append("time_limit")
             runs.publish_runs(run_ids[position + 1:])

@@ -133,3 +133,23 @@ def test_a_batch_of_slow_runs_sends_the_rest_on_after_its_time(sent, settings):
     # The rest went on spread over messages of their own, for free workers to take.
     assert sent == [("runtime.tasks.run_handler_task", (run_id,)) for run_id in ids[1:]]
     assert set(HandlerRun.objects.filter(pk__in=ids).values_list("status", "starts")) == {(RunStatus.SUCCEEDED, 1)}
+
+
+def test_a_redelivered_batch_takes_only_the_run_it_was_on_for_lost():
+    """Runs a batch sent on before its worker died may be running in another worker: a
+    redelivery of the batch must not run them a second time."""
+    instance = event_instance()
+    done, crashed, sent_on, waiting = queued(instance, 4)
+    HandlerRun.objects.filter(pk=done).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    HandlerRun.objects.filter(pk__in=[crashed, sent_on]).update(
+        status=RunStatus.RUNNING, starts=1, started_at=timezone.now()
+    )
+    assert runs.redelivery_order([done, crashed, sent_on, waiting]) == ([done, sent_on, waiting, crashed], crashed)
+    run_batch_task.push_request(delivery_info={"redelivered": True})
+    try:
+        outcomes = run_batch_task.run([done, crashed, sent_on, waiting])
+    finally:
+        run_batch_task.pop_request()
+    assert outcomes == ["finished", "duplicate", "executed", "executed"]
+    assert HandlerRun.objects.get(pk=sent_on).starts == 1  # left to the worker running it
+    assert HandlerRun.objects.get(pk=crashed).starts == 2
