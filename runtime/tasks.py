@@ -45,10 +45,11 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
     on in new messages: slow runs gain nothing from sharing a message and must not hold up
     the others while other workers are free, and the task's time limits stay above any one
     run's (a run is only started while the batch has time left for the longest run a
-    handler may take). A worker that
-    dies mid-batch gives the message back: runs already finished are not run again, and
-    the run it was running goes last (``runs.redelivery_order``); it is the only one taken
-    for lost."""
+    handler may take).
+
+    A worker that dies mid-batch gives the message back: runs already finished are not run
+    again, and the run it was running goes last (``runs.redelivery_order``); it is the only
+    one taken for lost."""
     crashed = None
     run_ids = list(run_ids)
     if _redelivered(self):
