@@ -38,3 +38,23 @@ def test_private_integration_page_is_hidden_from_outsiders(client, outsider, acm
     hidden = factories.make_integration(acme, visibility=Visibility.PRIVATE)
     client.force_login(outsider)
     assert client.get(hidden.get_absolute_url()).status_code == 404
+
+
+def test_the_description_is_markdown_shown_safely(client, acme):
+    description = (
+        "# Setup\n\nBind the **printer** and see [the guide](https://example.com/guide).\n\n"
+        "- one\n- two\n\n"
+        "<script>alert('x')</script><img src=x onerror=alert(1)>"
+        "[click](javascript:alert(1)) <a href=\"https://example.com\" onclick=\"steal()\">site</a>"
+    )
+    integration = factories.make_integration(acme, description=description)
+
+    html = client.get(integration.get_absolute_url()).content.decode()
+    body = html[html.index('<div class="description">'):]
+    body = body[:body.index("</div>")]
+
+    assert "<h2>Setup</h2>" in body  # the page's own h1 is the integration's name
+    assert "<strong>printer</strong>" in body and "<li>one</li>" in body
+    assert 'href="https://example.com/guide" rel="nofollow noopener noreferrer"' in body
+    for dangerous in ("<script", "onerror", "onclick", "javascript:", "<img"):
+        assert dangerous not in body

@@ -159,8 +159,8 @@ class DemoLoader:
         integration = catalog.create_integration(
             organization=orgs[owner], name=name, summary=summary, category=categories[category],
             visibility=visibility, slug=slug,
-            description=f"## {name}\n\n{summary}\n\nInstall it, fill in the configuration and bind its resources "
-                        "to your own devices.",
+            description="## Getting started\n\nInstall it, fill in the **configuration** and bind its resources "
+                        "to your own devices. The attached setup guide has the details.",
         )
         media.set_icon(integration=integration,
                        upload=SimpleUploadedFile("icon.png", make_icon(name, colour), content_type="image/png"))
