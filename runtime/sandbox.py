@@ -294,6 +294,19 @@ local function fn(name, maxargs)
 end
 
 -- Pattern cost guard --------------------------------------------------------------------
+-- The index just past the set ``[...]`` that starts at ``i`` (``]`` first in a set, or after
+-- ``^``, is a member; ``%`` escapes the next character).
+local function skip_set(p, i, n)
+  i = i + 1
+  if s_byte(p, i) == 94 then i = i + 1 end
+  if s_byte(p, i) == 93 then i = i + 1 end
+  while i <= n and s_byte(p, i) ~= 93 do
+    if s_byte(p, i) == 37 then i = i + 1 end
+    i = i + 1
+  end
+  return i + 1
+end
+
 local function quantifiers(p)
   local n, i, q, lastq = #p, 1, 0, nil
   local anchored = s_byte(p, 1) == 94
@@ -307,26 +320,10 @@ local function quantifiers(p)
       elseif nx and nx >= 49 and nx <= 57 then i = i + 2; q = q + 1   -- %1-%9 compares a capture
       elseif nx == 102 then                                       -- %f[set]
         i = i + 2; quantifiable = false
-        if s_byte(p, i) == 91 then
-          i = i + 1
-          if s_byte(p, i) == 94 then i = i + 1 end
-          if s_byte(p, i) == 93 then i = i + 1 end
-          while i <= n and s_byte(p, i) ~= 93 do
-            if s_byte(p, i) == 37 then i = i + 1 end
-            i = i + 1
-          end
-          i = i + 1
-        end
+        if s_byte(p, i) == 91 then i = skip_set(p, i, n) end
       else i = i + 2 end
     elseif c == 91 then -- [set]
-      i = i + 1
-      if s_byte(p, i) == 94 then i = i + 1 end
-      if s_byte(p, i) == 93 then i = i + 1 end
-      while i <= n and s_byte(p, i) ~= 93 do
-        if s_byte(p, i) == 37 then i = i + 1 end
-        i = i + 1
-      end
-      i = i + 1
+      i = skip_set(p, i, n)
     elseif c == 40 or c == 41 then
       i = i + 1; quantifiable = false
     else

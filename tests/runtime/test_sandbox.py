@@ -415,3 +415,17 @@ def test_an_error_message_that_is_not_utf8(run_code):
     outcome = run_code('function h(ctx, input) error("bad \\255 byte") end')
     assert outcome.error.code == "lua_error"
     assert outcome.error.message == "bad ? byte"
+
+
+def test_the_pattern_guard_reads_sets_and_frontiers(run_code):
+    """``[...]`` and ``%f[...]`` are read as one item each, ``]`` and ``%]`` inside included."""
+    outcome = run_code(
+        r"""function h(ctx, input)
+          return { string.match("x]y", "[]x]+"), string.match("a]b", "[^%]]+"),
+                   string.find("THE (quick) fox", "%f[%a]%a+", 5), string.match("k=v", "[%w]+=([^]]-)$") }
+        end"""
+    )
+    assert outcome.result == ["x]", "a", 6, "v"], outcome.error
+    slow = run_code('function h(ctx, input) string.find(string.rep("a", 5000), "[a]-[%a]-[]b]") end',
+                    limits=small_limits(instructions=10**9))
+    assert slow.error.code == "pattern_too_complex"
