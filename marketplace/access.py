@@ -1,10 +1,13 @@
 """Who may do what. Roles come from Membership: owners and publishers change an
-organization's integrations; any member installs and runs them."""
+organization's integrations; any member installs and runs them, and sees its instances'
+data. docs/access.md tells the whole story."""
 from __future__ import annotations
+
+from django.db.models import QuerySet
 
 from .choices import Role
 from .exceptions import PermissionDenied
-from .models import Integration, Membership, Organization
+from .models import HandlerRun, Instance, Integration, Membership, Organization
 
 PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
 ALL_ROLES = tuple(Role.values)
@@ -46,3 +49,36 @@ def require_visible(user, integration: Integration) -> None:
         return
     if not Integration.objects.visible_to(user).filter(pk=integration.pk).exists():
         raise PermissionDenied(f"integration {integration.slug} is not visible to you")
+
+
+# --- What a publisher sees of its customers' instances and runs ----------------------------
+# An integration's publisher sees every instance of it and their runs, to support its
+# customers, but only as these fields: what ran, when, for how long and how it ended. Never
+# what the customer's data can reach: config, bound devices (URLs, DSNs, credentials), the
+# instance's last error, a run's input, result, logs and error message or file (a handler may
+# log ctx.config; an error may quote a device's answer, auth headers and all).
+INSTANCE_SUPPORT_FIELDS = ("name", "organization", "version", "enabled", "state", "installed_at", "last_run_at")
+RUN_SUPPORT_FIELDS = (
+    "instance", "handler", "trigger", "status", "attempt", "first_run", "starts", "created_at", "started_at",
+    "finished_at", "duration_ms", "error_code",
+)
+
+
+def sees_instance_data(user, instance: Instance) -> bool:
+    """Whether ``user`` sees everything of ``instance`` and its runs: members of the
+    instance's organization (any role) do, and superusers, who run the platform and hold
+    its keys. Anyone else who may see the instance at all (its integration's publisher)
+    gets ``INSTANCE_SUPPORT_FIELDS`` and ``RUN_SUPPORT_FIELDS`` only."""
+    return has_role(user, instance.organization)
+
+
+def sees_run_details(user, run: HandlerRun) -> bool:
+    """``sees_instance_data`` for the run's instance: a run's details are its instance's data."""
+    return sees_instance_data(user, run.instance)
+
+
+def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
+    """``runs`` narrowed to those whose details ``user`` sees, for searching inside them."""
+    if user.is_authenticated and user.is_superuser:
+        return runs
+    return runs.filter(instance__organization__in=organizations_of(user))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -55,6 +56,12 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-" + "x" * 40
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
+if PRODUCTION and not ALLOWED_HOSTS:
+    # Without it Django answers 400 to every request: say so at start-up, not at the first request.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is required when JUNCTION_PROFILE=production: the host names this site "
+        "answers to, comma-separated (e.g. ALLOWED_HOSTS=junction.example.com)"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -138,8 +145,12 @@ WHITENOISE_USE_FINDERS = DEBUG
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(DATA_DIR / "media")))
+# Attachments: outside MEDIA_ROOT, never served as files, only through the download view
+# that checks access (marketplace/storages.py). A proxy must not serve this folder.
+JUNCTION_PRIVATE_MEDIA_ROOT = Path(env("JUNCTION_PRIVATE_MEDIA_ROOT", str(DATA_DIR / "private")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {"BACKEND": "marketplace.storages.PrivateFileStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -167,11 +178,26 @@ if PRODUCTION:
 # Secrets at rest (device credentials, secret config values) are Fernet-encrypted.
 # JUNCTION_SECRETS_KEYS is a comma-separated list of Fernet keys, newest first, so keys can
 # be rotated; development derives one from SECRET_KEY.
+# Every key is checked here, so a bad one stops the process at start-up instead of failing
+# the first save or run that touches a secret.
+MAKE_SECRETS_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 JUNCTION_SECRETS_KEYS = env_list("JUNCTION_SECRETS_KEYS")
 if not JUNCTION_SECRETS_KEYS:
     if PRODUCTION:
-        raise ImproperlyConfigured("JUNCTION_SECRETS_KEYS is required when JUNCTION_PROFILE=production")
+        raise ImproperlyConfigured(
+            f"JUNCTION_SECRETS_KEYS is required when JUNCTION_PROFILE=production; make a key with {MAKE_SECRETS_KEY}"
+        )
     JUNCTION_SECRETS_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
+for number, key in enumerate(JUNCTION_SECRETS_KEYS, start=1):
+    try:
+        Fernet(key)
+    except ValueError:
+        # The key itself is never echoed: it is a secret, and logs are not.
+        raise ImproperlyConfigured(
+            f"JUNCTION_SECRETS_KEYS: key {number} of {len(JUNCTION_SECRETS_KEYS)} is not a Fernet key "
+            f"(32 bytes, url-safe base64, 44 characters); make one with {MAKE_SECRETS_KEY}"
+        ) from None
+del number, key
 
 # --- Domain limits -----------------------------------------------------------------------
 JUNCTION_ICON_MIN_PX = 400

@@ -17,7 +17,8 @@ urlpatterns = [
 ]
 
 if settings.DEBUG:
-    # Uploaded icons in development; production serves MEDIA_ROOT from the front proxy.
+    # Public uploads (icons) in development; production serves MEDIA_ROOT from the front proxy.
+    # Attachments are not under MEDIA_ROOT: only the download view, which checks access, serves them.
     urlpatterns += [
         *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
         path("demo/", include("marketplace.demo.urls")),

@@ -36,9 +36,12 @@ def connections_closed_before_the_test_database_goes(django_db_setup, django_db_
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
-    """Every test writes uploads to its own folder, so file assertions see only their files."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+    """Every test writes uploads to its own folder, so file assertions see only their files.
+    The folder holds both storages: MEDIA_ROOT (``public``, icons) and the private root
+    (``private``, attachments)."""
+    settings.MEDIA_ROOT = tmp_path / "uploads" / "public"
+    settings.JUNCTION_PRIVATE_MEDIA_ROOT = tmp_path / "uploads" / "private"
+    return tmp_path / "uploads"
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """delete_integration: everything the integration owns goes, rows and files; forks and devices stay."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -113,7 +115,8 @@ def test_delete_removes_every_row_and_file(doomed, acme, globex, publisher, medi
 
 def test_a_fork_survives_with_forked_from_cleared(doomed, globex, outsider, publisher, media_root, django_capture_on_commit_callbacks):
     fork = fork_integration(source=doomed, organization=globex, name="Saved copy", user=outsider)
-    fork_files = sorted([fork.icon.name, fork.icon_thumbnail.name, *fork.attachments.values_list("file", flat=True)])
+    stored = [fork.icon, fork.icon_thumbnail, *(a.file for a in fork.attachments.all())]
+    fork_files = sorted(str(Path(f.path).relative_to(media_root)) for f in stored)
 
     with django_capture_on_commit_callbacks(execute=True):
         delete_integration(integration=doomed, user=publisher)

@@ -284,7 +284,7 @@ def test_an_unknown_attachment_is_404(client, db):
 
 # --- Files left behind by a rolled-back transaction -----------------------------------------
 
-def test_files_no_row_refers_to_are_swept_once_old_and_only_those(integration, acme, publisher, media_root):
+def test_files_no_row_refers_to_are_swept_once_old_and_only_those(integration, acme, publisher, media_root, settings):
     from datetime import timedelta
 
     from django.db import transaction
@@ -295,8 +295,9 @@ def test_files_no_row_refers_to_are_swept_once_old_and_only_those(integration, a
     kept = factories.make_integration(acme, name="Kept")
     set_icon(integration=kept, upload=factories.png_upload(), user=publisher)
     add_attachment(integration=kept, upload=factories.upload("manual.pdf", factories.pdf_bytes(), "application/pdf"), user=publisher)
-    (media_root / "other").mkdir()
-    (media_root / "other" / "notes.txt").write_text("not Junction's: never touched")
+    for root in (settings.MEDIA_ROOT, settings.JUNCTION_PRIVATE_MEDIA_ROOT):
+        (root / "other").mkdir(parents=True)
+        (root / "other" / "notes.txt").write_text("not Junction's: never touched")
     referenced = files_under(media_root)
 
     class Abandoned(Exception):
@@ -313,6 +314,7 @@ def test_files_no_row_refers_to_are_swept_once_old_and_only_those(integration, a
     later = timezone.now() + timedelta(hours=25)
     removed = sweep_orphan_files(now=later)
 
-    assert sorted(media_root / name for name in removed) == left_behind
+    roots = {"icons": settings.MEDIA_ROOT, "attachments": settings.JUNCTION_PRIVATE_MEDIA_ROOT}
+    assert sorted(roots[name.split("/")[0]] / name for name in removed) == left_behind
     assert files_under(media_root) == referenced
     assert sweep_orphan_files(now=later) == []

@@ -4,7 +4,9 @@
 marketplace and the API, where the installer picks a version and binds devices.
 
 The publisher of an integration sees every instance of it (to support its installers)
-but changes only the instances of its own organizations."""
+but changes only the instances of its own organizations, and sees another organization's
+instance as ``access.INSTANCE_SUPPORT_FIELDS`` only: no config, no bound devices, no errors.
+Those fields are left out of the page, not hidden on it."""
 from __future__ import annotations
 
 import json
@@ -15,6 +17,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .. import access
 from ..choices import RunStatus
 from ..exceptions import DomainError
 from ..models import Instance, ResourceBinding
@@ -24,9 +27,23 @@ from .mixins import ScopedAdmin, ScopedInline, report
 from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
 
 
+def shows_instance_data(request, instance: Instance) -> bool:
+    """``access.sees_instance_data``, asked once per instance and request: a change page
+    asks for its fieldsets, its form and each inline separately."""
+    answers = request.__dict__.setdefault("_junction_instance_data", {})
+    if instance.pk not in answers:
+        answers[instance.pk] = access.sees_instance_data(request.user, instance)
+    return answers[instance.pk]
+
+
+def withheld_note(instance: Instance, what: str) -> str:
+    return f"{what} belong to {instance.organization}: only its members see them."
+
+
 class ResourceBindingInline(ScopedInline, admin.TabularInline):
     """Bindings as they are; they are changed with the resource fields of the form above,
-    so the service checks every alias together."""
+    so the service checks every alias together. Shown to the instance's organization only
+    (see ``InstanceAdmin.get_inlines``)."""
 
     model = ResourceBinding
     fields = ["alias", "device", "device_target"]
@@ -59,6 +76,11 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
         return super().get_form(request, obj, change, form=InstanceForm.for_instance(obj), **kwargs)
 
     def get_fieldsets(self, request, obj=None):
+        if obj is not None and not shows_instance_data(request, obj):
+            return [(None, {
+                "fields": [*access.INSTANCE_SUPPORT_FIELDS, "bound_kinds"],
+                "description": withheld_note(obj, "Its config, bound devices and errors"),
+            })]
         about = ["organization", "version", "enabled", "state", "last_error", "installed_by", "installed_at", "last_run_at"]
         if obj is None or not self.has_change_permission(request, obj):
             return [(None, {"fields": ["name", *about]}), ("Config", {"fields": ["config_display"]})]
@@ -74,7 +96,17 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization", "version", "enabled", "state", "last_error", "installed_by", "installed_at",
-                "last_run_at", "config_display", "webhook_urls"]
+                "last_run_at", "config_display", "webhook_urls", "bound_kinds"]
+
+    def get_inlines(self, request, obj):
+        # Even a binding's name ("erp → Main ERP") is the customer's: the row's label shows it.
+        return self.inlines if obj is not None and shows_instance_data(request, obj) else []
+
+    @admin.display(description="resources")
+    def bound_kinds(self, obj):
+        """Which aliases are bound to what kind of device: enough to support, nothing to reach."""
+        bindings = obj.bindings.select_related("device").order_by("alias")
+        return format_html_join(", ", "<code>{}</code> ({})", ((b.alias, b.device.get_kind_display()) for b in bindings))
 
     @admin.display(description="webhook URLs")
     def webhook_urls(self, obj):

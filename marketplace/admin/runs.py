@@ -1,8 +1,10 @@
 """What instances produce: handler runs and per-instance storage. Read-only; rows can be
 deleted (a stale cache entry, an old run) by the instance's organization.
 
-Runs are visible to the integration's publisher too, for support; stored values
-(containers, cache) only to the instance's own organization, since they hold its data."""
+Runs are visible to the integration's publisher too, for support, but another
+organization's runs only as ``access.RUN_SUPPORT_FIELDS`` (status, timing, error code):
+input, result, logs and error texts are left out of the page, and searched only where they
+are shown. Stored values (containers, cache) are the instance's own organization's alone."""
 from __future__ import annotations
 
 import json
@@ -10,8 +12,10 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from .. import access
 from ..exceptions import DomainError
 from ..models import CacheEntry, ContainerEntry, HandlerRun
+from .instances import shows_instance_data, withheld_note
 from .mixins import ScopedAdmin, report
 
 
@@ -30,16 +34,30 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
     change_org_lookups = ("instance__organization",)
     list_display = ["__str__", "instance", "handler", "trigger", "status", "attempt", "created_at", "duration_ms"]
     list_filter = ["status", "trigger", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["handler", "instance__name", "error_message"]
+    search_fields = ["handler", "instance__name"]
     list_select_related = ["instance"]
     date_hierarchy = "created_at"
-    fields = [
-        "instance", "handler", "trigger", "status", "attempt", "first_run", "starts", "created_at", "started_at",
-        "finished_at", "duration_ms", "error_code", "error_message", "error_file", "error_line",
-        "input_display", "result_display", "logs_display",
-    ]
-    readonly_fields = fields
+    detail_fields = ["error_message", "error_file", "error_line", "input_display", "result_display", "logs_display"]
     actions = ["replay"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None or shows_instance_data(request, obj.instance):
+            return [(None, {"fields": [*access.RUN_SUPPORT_FIELDS, *self.detail_fields]})]
+        return [(None, {
+            "fields": list(access.RUN_SUPPORT_FIELDS),
+            "description": withheld_note(obj.instance, "Its input, result, logs and error message"),
+        })]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*access.RUN_SUPPORT_FIELDS, *self.detail_fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            # Error messages may quote the customer's data: a match would tell as much as showing it.
+            results |= access.runs_with_details_for(request.user, queryset).filter(error_message__icontains=term)
+        return results, may_have_duplicates
 
     @admin.action(description="Replay the selected runs with their original input")
     def replay(self, request, queryset):

@@ -6,6 +6,8 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import models
 
+from ..storages import private_storage
+
 
 def attachment_path(instance: "Attachment", filename: str) -> str:
     # Random folder: two uploads of "manual.pdf" never collide or overwrite each other.
@@ -14,10 +16,12 @@ def attachment_path(instance: "Attachment", filename: str) -> str:
 
 class Attachment(models.Model):
     """A document shared with an integration (manuals, data sheets). Always downloaded,
-    never rendered inline; executable and HTML types are refused on upload."""
+    never rendered inline; executable and HTML types are refused on upload. Its file is in
+    the private storage: reachable only through the download view, which checks that the
+    integration is visible to the user (an attachment of a private integration is private)."""
 
     integration = models.ForeignKey("marketplace.Integration", on_delete=models.CASCADE, related_name="attachments")
-    file = models.FileField(upload_to=attachment_path, max_length=300)
+    file = models.FileField(upload_to=attachment_path, storage=private_storage, max_length=300)
     title = models.CharField(max_length=200)
     content_type = models.CharField(max_length=100, editable=False)
     size = models.PositiveBigIntegerField(editable=False)

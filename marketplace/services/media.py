@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image
@@ -110,9 +110,9 @@ def removed_on_error(field_files: list):
         raise
 
 
-# Folders of the default storage whose files belong to rows (icon_path, thumbnail_path,
-# attachment_path); nothing else under MEDIA_ROOT is touched.
-MANAGED_FOLDERS = ("icons", "attachments")
+# Folders whose files belong to rows: icon_path and thumbnail_path in the default storage,
+# attachment_path in the private one; nothing else in either is touched.
+MANAGED_FOLDERS = {"default": ("icons",), "private": ("attachments",)}
 
 
 def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list[str]:
@@ -130,16 +130,18 @@ def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list
         *Attachment.objects.values_list("file", flat=True),
     }
     removed = []
-    for name in _stored_files(default_storage, MANAGED_FOLDERS):
-        if name in referenced:
-            continue
-        try:
-            if default_storage.get_modified_time(name) >= cutoff:
+    for alias, folders in MANAGED_FOLDERS.items():
+        storage = storages[alias]
+        for name in _stored_files(storage, folders):
+            if name in referenced:
                 continue
-            default_storage.delete(name)
-        except FileNotFoundError:  # removed by someone else meanwhile
-            continue
-        removed.append(name)
+            try:
+                if storage.get_modified_time(name) >= cutoff:
+                    continue
+                storage.delete(name)
+            except FileNotFoundError:  # removed by someone else meanwhile
+                continue
+            removed.append(name)
     if removed:
         log.warning("removed %d stored files no row refers to: %s", len(removed), ", ".join(removed[:20]))
     return removed
