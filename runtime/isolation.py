@@ -89,10 +89,14 @@ class _Channel:
 
     def _read(self, size: int, until: float | None) -> bytes | None:
         chunks, missing = [], size
+        poller = None
         while missing:
             if until is not None:
+                if poller is None:  # poll, not select: a web process may hold more than 1024 fds
+                    poller = select.poll()
+                    poller.register(self.sock, select.POLLIN)
                 left = until - time.monotonic()
-                if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                if left <= 0 or not poller.poll(math.ceil(left * 1000)):
                     return None
             chunk = self.sock.recv(min(missing, 1 << 20))
             if not chunk:
@@ -154,7 +158,10 @@ def _child(sock: socket.socket, *, source_file: str, function: str, input: Any, 
            cpu_seconds: int) -> None:
     for name in _RESET_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY or hard > cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1 if hard == resource.RLIM_INFINITY
+                                                 else min(hard, cpu_seconds + 1)))
     channel = _Channel(sock)
     # Every logger's handlers belong to the parent (streams with buffers, files, network).
     forward = _ToParent(channel)

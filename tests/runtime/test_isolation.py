@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,6 +137,23 @@ def test_ctx_calls_are_performed_by_the_parent_inside_its_transaction():
 
     assert (run.status, run.result) == (RunStatus.SUCCEEDED, {"n": 7, "cached": "cached", "entries": 1})
     assert ContainerEntry.objects.get(instance=instance, container="beats", key="k").value == {"n": 7}
+
+
+def test_a_run_from_a_request_thread_is_isolated_too(stuck_child):
+    """Threaded web servers run requests outside the main thread; the fork happens there."""
+    outcomes = []
+
+    def request():
+        outcomes.append(run_spec(
+            manifest=make_manifest(), files={"main.lua": STUCK_LUA}, handler="h", input={}, config={},
+            instance_info={}, store=MemoryStore(), devices={}, limits=small_limits(timeout_ms=1000), isolated=True,
+        ))
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join(timeout=30)
+    (outcome,) = outcomes
+    assert (outcome.error.code, [line["message"] for line in outcome.logs]) == ("timeout", ["before"])
 
 
 SNIPPETS = [
