@@ -253,8 +253,9 @@ JUNCTION_RUN_BATCH_SPREAD = env_int("JUNCTION_RUN_BATCH_SPREAD", 8)
 # A batch starts runs for this long at most, then sends the rest on in new messages: short
 # runs share a message, slow ones do not hold each other up while other workers are free.
 JUNCTION_RUN_BATCH_SECONDS = env_int("JUNCTION_RUN_BATCH_SECONDS", 2)
-# A worker killed mid-run (memory, hard limit, crash) gives its message back; the run's
-# pickup count (HandlerRun.starts) stops it from being redelivered forever.
+# A pool process that dies mid-run (memory, crash) gives its message back; the run's pickup
+# count (HandlerRun.starts) stops it from being redelivered forever. (On the hard time limit
+# Celery acks the message instead; the worker records the run, see the limits below.)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Time limits (s), against each other: the soft limit is above the longest run a batch may
 # start (JUNCTION_RUNTIME_MAX_TIMEOUT_MS, 60 s, after JUNCTION_RUN_BATCH_SECONDS) plus 5 s to

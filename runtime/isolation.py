@@ -197,7 +197,11 @@ def run_isolated(
     """``sandbox.run_lua`` in a forked child, killed at ``limits.timeout_ms`` plus
     ``margin_ms`` (JUNCTION_RUNTIME_KILL_MARGIN_MS). Never raises for anything the handler
     does; a run stopped by the kill fails with ``timeout``, a child that died otherwise with
-    ``internal_error`` (logged). ``host`` and ``source`` are used in this process only."""
+    ``internal_error`` (logged). ``host.call`` and ``source`` run in this process only; the
+    child reads ``host.config`` and ``host.instance_info`` from its copy of the memory.
+
+    Several threads may call this at once (a threaded web server): each run has its own
+    child and socket pair."""
     margin_ms = kill_margin_ms() if margin_ms is None else margin_ms
     get_source = source.get if isinstance(source, Mapping) else source
     started = time.monotonic()
