@@ -261,3 +261,27 @@ def test_run_handler_stops_a_handler_stuck_inside_c_and_keeps_its_contract(tmp_p
     assert stuck["status"] == "failed" and stuck["result"] is None
     assert stuck["error"]["code"] not in ("internal_error",)
     assert ok["status"] == "succeeded" and ok["result"] == {"ok": True}  # the next handler still runs
+
+
+def test_large_values_cross_both_ways_unchanged(device_server):
+    from runtime.dispatch import DeviceSpec
+
+    lua = """
+    function h(ctx, input)
+      local r = ctx.device.http("api", { path = "/big" })
+      ctx.log.info(string.rep("y", 60000))
+      return { n = #r.body, s = string.rep("z", 200000) }
+    end
+    """
+
+    def run(isolated):
+        return run_spec(
+            manifest=make_manifest(resources={"api": {"kind": "http"}}), files={"main.lua": lua}, handler="h",
+            input={}, config={}, instance_info={}, store=MemoryStore(),
+            devices={"api": DeviceSpec.from_target(device_server.url)}, limits=small_limits(timeout_ms=3000),
+            isolated=isolated,
+        )
+
+    here, there = run(False), run(True)
+    assert here.result["n"] == 200_000 and len(here.result["s"]) == 200_000
+    assert (there.status, there.result, there.error, there.logs) == (here.status, here.result, here.error, here.logs)
