@@ -279,15 +279,30 @@ JUNCTION_RUN_BATCH_SPREAD = env_int("JUNCTION_RUN_BATCH_SPREAD", 8)
 # A batch starts runs for this long at most, then sends the rest on in new messages: short
 # runs share a message, slow ones do not hold each other up while other workers are free.
 JUNCTION_RUN_BATCH_SECONDS = env_int("JUNCTION_RUN_BATCH_SECONDS", 2)
-# A worker killed mid-run (memory, hard limit, crash) gives its message back; the run's
-# pickup count (HandlerRun.starts) stops it from being redelivered forever.
+# A pool process that dies mid-run (memory, crash) gives its message back; the run's pickup
+# count (HandlerRun.starts) stops it from being redelivered forever. (On the hard time limit
+# Celery acks the message instead; the worker records the run, see the limits below.)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Above the sandbox's own maximum run time, far below the broker visibility timeout (3600 s).
-# (runtime/limits.py caps a handler at JUNCTION_RUNTIME_MAX_TIMEOUT_MS, 60 s by default.)
-JUNCTION_RUN_SOFT_TIME_LIMIT = env_int("JUNCTION_RUN_SOFT_TIME_LIMIT", 90)
-JUNCTION_RUN_TIME_LIMIT = env_int("JUNCTION_RUN_TIME_LIMIT", 120)
+# Time limits (s), against each other: the soft limit is above the longest run a batch may
+# start (JUNCTION_RUNTIME_MAX_TIMEOUT_MS, 60 s, after JUNCTION_RUN_BATCH_SECONDS) plus 5 s to
+# record it; the hard limit is close above it, because it is what stops a run stuck inside a
+# C function (neither the sandbox's hook nor the soft limit reach it there): the pool child
+# is killed and the worker records the run as `timeout` at once (runtime.tasks). Both stay
+# far below the Redis visibility timeout (3600 s), which redelivers anything running longer.
+JUNCTION_RUN_SOFT_TIME_LIMIT = env_int("JUNCTION_RUN_SOFT_TIME_LIMIT", 70)
+JUNCTION_RUN_TIME_LIMIT = env_int("JUNCTION_RUN_TIME_LIMIT", 80)
 CELERY_TASK_SOFT_TIME_LIMIT = JUNCTION_RUN_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = JUNCTION_RUN_TIME_LIMIT
+# A run still `running` this many seconds past the hard limit has no worker left (a worker
+# killed with its pool, a web process that died mid-run): the dispatcher tick records it as
+# `worker_lost`, looking every REAP_EVERY seconds (runtime.runs.fail_stale_runs).
+JUNCTION_RUN_REAP_MARGIN_SECONDS = env_int("JUNCTION_RUN_REAP_MARGIN_SECONDS", 20)
+JUNCTION_RUN_REAP_EVERY_SECONDS = env_int("JUNCTION_RUN_REAP_EVERY_SECONDS", 15)
+# Runs executed for a web request or a command (runtime.execution.run_now, run_handler) run
+# in a child process killed this many ms after the run's own timeout (runtime.isolation):
+# the backstop for code stuck where the sandbox cannot interrupt it. An RLIMIT_CPU of the
+# same length is the child's second line.
+JUNCTION_RUNTIME_KILL_MARGIN_MS = env_int("JUNCTION_RUNTIME_KILL_MARGIN_MS", 2000)
 # Recycle worker processes: untrusted code cannot leak memory across many runs.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512_000)  # KiB

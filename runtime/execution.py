@@ -1,7 +1,8 @@
 """Running one handler: from a ``HandlerRun`` row (or a package on disk) to a recorded result.
 
 ``execute_run(run_id)`` is what a worker calls; ``run_now(...)`` creates the row and runs it
-in the caller's process (RPC, lifecycle handlers, "run now"). ``run_spec(...)`` is the
+for the caller (RPC, lifecycle handlers, the console's ping), the sandbox in a child process
+killed at the run's limit plus a margin (``runtime.isolation``). ``run_spec(...)`` is the
 database-free core shared with the ``run_handler`` command.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from marketplace.models import HandlerRun, Instance, Integration, IntegrationVer
 
 from .ctx import Ctx
 from .dispatch import DeviceSpec, bindings_for
+from .isolation import run_isolated
 from .limits import Limits, limits_for
 from .sandbox import RunResult, SandboxError, run_lua
 from .stores import DjangoStore, Store
@@ -61,8 +63,11 @@ def run_spec(
     store: Store,
     devices: Mapping[str, DeviceSpec],
     limits: Limits | None = None,
+    isolated: bool = False,
 ) -> RunResult:
-    """Run handler ``handler`` of a package (manifest + files) once, in a fresh sandbox.
+    """Run handler ``handler`` of a package (manifest + files) once, in a fresh sandbox:
+    in this process, or with ``isolated`` in a child process killed at the run's limit
+    plus a margin (``isolation.run_isolated``; ctx calls still run here).
 
     RPC handlers have their input and output checked against ``inputSchema`` /
     ``outputSchema`` (Draft 2020-12): a violation fails the run with ``input_invalid``
@@ -87,7 +92,7 @@ def run_spec(
         devices=devices,
         limits=limits,
     )
-    outcome = run_lua(
+    outcome = (run_isolated if isolated else run_lua)(
         source=files, file=spec["file"], function=spec["function"], input=input, host=ctx,
         limits=limits,
     )
@@ -171,7 +176,8 @@ def _load_run(run_id: int) -> HandlerRun:
     return HandlerRun.objects.select_related("instance__version__integration").only(*_run_fields()).get(pk=run_id)
 
 
-def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = None) -> HandlerRun:
+def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = None,
+                isolated: bool = False) -> HandlerRun:
     """Run a queued ``HandlerRun`` and record how it went.
 
     - A run already finished (succeeded/failed) is returned untouched, so a redelivered task
@@ -190,6 +196,7 @@ def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = 
       ``error_file``/``error_line``, ``finished_at``, ``duration_ms`` in one UPDATE, and the
       instance's ``last_run_at`` to ``LAST_RUN_AT_GRANULARITY`` (5 s). Never raises for a
       handler failure; a platform fault is logged and recorded as ``internal_error``.
+    - ``isolated``: the sandbox runs in a child process with a kill (``run_spec``).
     """
     if not claimed:
         started = HandlerRun.objects.filter(pk=run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
@@ -218,6 +225,7 @@ def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = 
             store=DjangoStore(instance),
             # Without declared resources ctx refuses every alias before looking at devices.
             devices=bindings_for(instance) if isinstance(resources, dict) and resources else {},
+            isolated=isolated,
         )
     except Exception:
         logger.exception("run %s of %s failed on the platform's side", run.pk, run.handler)
@@ -254,11 +262,14 @@ def run_now(*, instance: Instance, handler: str, input: Any, trigger: str) -> Ha
 
     Used for RPC calls and lifecycle handlers; returns the finished row (see
     ``execute_run`` for what is recorded). RPC handlers get input/output validation.
+    The caller (a web request, a command) is never held longer than the run's limit plus
+    JUNCTION_RUNTIME_KILL_MARGIN_MS: the sandbox runs isolated (``runtime.isolation``) and a
+    run stopped there is recorded as failed with ``timeout``.
     """
     run = HandlerRun.objects.create(
         instance=instance, handler=handler, trigger=trigger, input={} if input is None else input
     )
-    return execute_run(run.pk)
+    return execute_run(run.pk, isolated=True)
 
 
 # --- PostgreSQL: claim and load in one statement, record in one raw UPDATE --------------

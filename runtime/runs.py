@@ -348,12 +348,42 @@ def requeue_stranded_runs(*, now=None, limit: int = 10_000) -> int:
 
 
 def fail_stale_runs(*, now=None) -> int:
-    """Runs still ``running`` well after the hard time limit lost their worker without a
-    redelivery (e.g. the hard limit acked the message): record them as failed."""
+    """Runs still ``running`` JUNCTION_RUN_REAP_MARGIN_SECONDS past the hard time limit have
+    no worker left (a worker killed with its pool, a web process that died mid-run; no task
+    lives past the hard limit, and run_now's runs end before it): record them as failed
+    (``worker_lost``). Cheap enough for the dispatcher tick: the partial index
+    ``handlerrun_running_idx`` holds only running runs."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + 60)
+    cutoff = now - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + settings.JUNCTION_RUN_REAP_MARGIN_SECONDS)
     stale = HandlerRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=cutoff)
-    return stale.update(
+    failed = stale.update(
         status=RunStatus.FAILED, error_code="worker_lost", finished_at=now,
         error_message="the run's worker stopped before it finished (time limit, memory or crash)",
     )
+    if failed:
+        log.warning("recorded %d runs whose worker was lost as worker_lost", failed)
+    return failed
+
+
+def stopped_by_time_limit(run_ids: list[int], *, seconds: float) -> HandlerRun | None:
+    """The task running ``run_ids`` was killed by its hard time limit (the worker's main
+    process calls this; the message is acked, not redelivered). The run it was running, the
+    last one of them started, is recorded as failed (``timeout``) and followed up like any
+    failed run; those it had not reached are sent again. Returns the run recorded."""
+    stuck = (
+        HandlerRun.objects.filter(pk__in=run_ids, status=RunStatus.RUNNING)
+        .order_by("-started_at").values_list("pk", flat=True).first()
+    )
+    if stuck is not None:
+        fail_run(stuck, "timeout", (
+            f"the run was stopped by the worker's hard time limit ({seconds:g} s): it was stuck "
+            "where the sandbox could not interrupt it"
+        ))
+    queued = set(HandlerRun.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).values_list("pk", flat=True))
+    publish_runs([run_id for run_id in run_ids if run_id in queued])
+    if stuck is None:
+        return None
+    run = HandlerRun.objects.get(pk=stuck)
+    if run.error_code == "timeout":
+        follow_up(run)
+    return run

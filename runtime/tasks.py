@@ -5,14 +5,20 @@
 go to the ``handlers`` queue (CELERY_TASK_ROUTES) so untrusted runs never delay the
 dispatcher tick; their time limits sit above the sandbox's own maximum and far below the
 broker's visibility timeout (settings, "Runtime" block).
+
+A run stuck where neither the sandbox's hook nor the soft limit reach it (a loop inside a C
+function) is stopped by the hard limit, which kills the pool child: the worker's main
+process then records the run as ``timeout`` and sends on the runs its message had not
+reached (``RunTask.on_failure``). Runs whose worker vanished altogether are found by the
+dispatcher tick (``runs.fail_stale_runs``), not only by the hourly housekeeping.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
@@ -22,8 +28,24 @@ from .limits import setting
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="runtime.tasks.run_handler_task", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, max_retries=5)
+class RunTask(Task):
+    """Base of the run tasks. Celery calls ``on_failure`` in the worker's main process when
+    the hard time limit killed the pool child running the task (and acks the message):
+    that is where the stuck run gets its outcome, at once."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        if not isinstance(exc, TimeLimitExceeded) or not args:
+            return
+        run_ids = args[0] if isinstance(args[0], list) else [args[0]]
+        limit = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else settings.JUNCTION_RUN_TIME_LIMIT
+        try:
+            runs.stopped_by_time_limit(run_ids, seconds=limit)
+        except Exception:  # the reaper in the dispatcher tick records the run later
+            log.exception("could not record runs %s stopped by the hard time limit", run_ids)
+
+
+@shared_task(bind=True, base=RunTask, name="runtime.tasks.run_handler_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True, max_retries=5)
 def run_handler_task(self, run_id: int) -> str:
     """Execute queued HandlerRun ``run_id`` and do what follows it (retry, polled items).
     Retried (by Celery, not as a new run) only when the database connection fails."""
@@ -35,8 +57,8 @@ def run_handler_task(self, run_id: int) -> str:
         raise _retry(self, exc, (run_id,))
 
 
-@shared_task(bind=True, name="runtime.tasks.run_batch_task", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, max_retries=5)
+@shared_task(bind=True, base=RunTask, name="runtime.tasks.run_batch_task", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True, max_retries=5)
 def run_batch_task(self, run_ids: list[int]) -> list[str]:
     """Execute several queued runs one after another, each exactly as ``run_handler_task``
     would (``runs.publish_runs`` batches a burst: a message costs more than a short run).
@@ -103,10 +125,20 @@ def _retry(task, exc: Exception, args: tuple):
     return task.retry(args=args, exc=exc, countdown=2)
 
 
+_last_reap = float("-inf")
+
+
 @shared_task(name="runtime.tasks.dispatch_timers", ignore_result=True)
 def dispatch_timers() -> int:
-    """The beat tick: enqueue a run for every timer that is due."""
-    return schedules.dispatch_due().enqueued
+    """The beat tick: enqueue a run for every timer that is due; every
+    JUNCTION_RUN_REAP_EVERY_SECONDS (per worker process) also record the runs whose worker
+    was lost (``runs.fail_stale_runs``)."""
+    global _last_reap
+    enqueued = schedules.dispatch_due().enqueued
+    if time.monotonic() - _last_reap >= settings.JUNCTION_RUN_REAP_EVERY_SECONDS:
+        _last_reap = time.monotonic()
+        runs.fail_stale_runs()
+    return enqueued
 
 
 @shared_task(name="runtime.tasks.housekeeping", ignore_result=True)

@@ -38,6 +38,10 @@ class HandlerRun(models.Model):
             models.Index(fields=["instance", "-created_at"], name="handlerrun_history_idx"),
             # Pruning old runs by age.
             models.Index(fields=["created_at"], name="handlerrun_age_idx"),
+            # Runs whose worker was lost (runtime.runs.fail_stale_runs, every few seconds):
+            # only running runs are in it, however long the history grows.
+            models.Index(fields=["started_at"], condition=models.Q(status=RunStatus.RUNNING),
+                         name="handlerrun_running_idx"),
         ]
 
     def __str__(self) -> str:

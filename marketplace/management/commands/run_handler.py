@@ -2,7 +2,9 @@
 [--bind ALIAS=URL_OR_DSN …] [--json]``
 
 Runs handlers of a package (folder or .zip) once each, in the same sandbox and with the
-same limits as installed handlers, sharing one throw-away in-memory store. With ``--json``
+same limits as installed handlers, sharing one throw-away in-memory store. Each run's
+sandbox is in a child process killed at its limit plus JUNCTION_RUNTIME_KILL_MARGIN_MS (as
+``run_now``'s): the store and the ctx calls stay in this process. With ``--json``
 prints one JSON object per run, one per line::
 
     {"status": "succeeded"|"failed", "result", "error": {"code", "message"} | null,
@@ -175,6 +177,7 @@ class Command(BaseCommand):
                 manifest=manifest, files=files, handler=name,
                 input={} if run_input is None else run_input,
                 config=config, instance_info=info, store=store, devices=devices,
+                isolated=True,  # a handler stuck inside C cannot hang the command (runtime.isolation)
             )
             failed = failed or not outcome.ok
             self._emit(as_json(outcome), as_json_output, name)
