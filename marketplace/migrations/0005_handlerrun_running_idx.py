@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0003_published_versions_frozen'),
+        ('marketplace', '0004_attachments_private_storage'),
     ]
 
     operations = [
