@@ -23,7 +23,8 @@ __all__ = ["JSONRefused", "check_value", "loads", "max_depth"]
 
 class JSONRefused(ValueError):
     """The text is not JSON the platform accepts. ``code`` is one of ``json_invalid``,
-    ``json_too_deep``, ``json_not_finite``, ``json_duplicate_key``, ``json_bad_string``."""
+    ``json_too_deep``, ``json_not_finite``, ``json_duplicate_key``, ``json_bad_string``;
+    ``message`` reads after "… is not valid JSON: "."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -82,7 +83,7 @@ def loads(data: str | bytes | bytearray, *, depth: int | None = None) -> Any:
         try:
             data = bytes(data).decode(json.detect_encoding(data))
         except UnicodeDecodeError as exc:
-            raise JSONRefused("json_invalid", f"not valid text (byte {exc.start})") from None
+            raise JSONRefused("json_invalid", f"not UTF-8 text (byte {exc.start})") from None
     limit = max_depth() if depth is None else depth
     _check_nesting(data, limit)
     try:
@@ -92,7 +93,7 @@ def loads(data: str | bytes | bytearray, *, depth: int | None = None) -> Any:
     except RecursionError:  # cannot happen past _check_nesting; kept as the last guard
         raise JSONRefused("json_too_deep", f"nested deeper than {limit} levels") from None
     except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python converts
-        raise JSONRefused("json_invalid", f"not valid JSON: {exc}") from None
+        raise JSONRefused("json_invalid", str(exc)) from None
     check_value(value, depth=limit)
     return value
 

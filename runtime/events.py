@@ -49,7 +49,7 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
     try:
         jsonvalues.check_value(payload)
     except jsonvalues.JSONRefused as exc:
-        raise InvalidInput(f"the payload is refused: {exc.message}", field="payload") from None
+        raise InvalidInput(f"the payload is not valid JSON: {exc.message}", field="payload") from None
     # The stored flag, not the caller's copy: a disable that committed since must win.
     if not Instance.objects.filter(pk=instance.pk, enabled=True).exists():
         return []

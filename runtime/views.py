@@ -42,7 +42,7 @@ def webhook(request, token: str, event: str):
     try:
         payload = jsonvalues.loads(body) if body.strip() else None
     except jsonvalues.JSONRefused as exc:
-        return refusal(400, exc.code, f"the body is refused: {exc.message}")
+        return refusal(400, exc.code, f"the body is not valid JSON: {exc.message}")
     try:
         runs = post_event(instance=instance, event=event, payload=payload)
     except InvalidInput as exc:
