@@ -101,9 +101,10 @@ GHOST = {**MANIFEST, "handlers": {**MANIFEST["handlers"], "ghost": {"type": "rpc
         ("recall", json.dumps(GHOST), "handler_file_missing"),
         ("recall", "{not json", "not valid JSON"),
         # nested 50,000 deep: reported like any invalid package, not a RecursionError traceback
-        ("recall", json.dumps({**MANIFEST, "title": "@"}).replace('"@"', "[" * 50_000 + "]" * 50_000),
-         "manifest_too_deep: the manifest is nested deeper than 64 levels"),
-        ("recall", json.dumps(MANIFEST)[:-1] + ', "name": NaN}', "manifest_json: manifest.json is not valid JSON: NaN"),
+        pytest.param("recall", json.dumps({**MANIFEST, "title": "@"}).replace('"@"', "[" * 50_000 + "]" * 50_000),
+                     "manifest_too_deep: the manifest is nested deeper than 64 levels", id="nested-50000-deep"),
+        pytest.param("recall", json.dumps(MANIFEST)[:-1] + ', "name": NaN}',
+                     "manifest_json: manifest.json is not valid JSON: NaN", id="nan"),
     ],
 )
 def test_an_invalid_package_exits_2(package, handler, manifest, message):
@@ -132,7 +133,7 @@ def test_a_zip_package_with_a_bound_http_device(package, tmp_path, device_server
     "args, message",
     [
         (["--input", "{not json"], "--input is not valid JSON"),
-        (["--input", "[" * 50_000], "--input is not valid JSON: nested deeper than 64 levels"),
+        pytest.param(["--input", "[" * 50_000], "--input is not valid JSON: nested deeper than 64 levels", id="deep-input"),
         (["--config", '{"site": NaN}'], "--config is not valid JSON: NaN is not a JSON number"),
         (["--bind", "api=sqlite:////tmp/x.db"], "the resource is http"),
     ],
