@@ -18,15 +18,9 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cache
 
 import lupa.lua54 as lua54
-from antlr4 import CommonTokenStream, InputStream
-from antlr4.error.ErrorListener import ErrorListener
-from antlr4.error.ErrorStrategy import BailErrorStrategy
-from antlr4.error.Errors import ParseCancellationException
-from luaparser.builder import BuilderVisitor
-from luaparser.parser.LuaLexer import LuaLexer
-from luaparser.parser.LuaParser import LuaParser
 
 # --- Compiling ------------------------------------------------------------------------------
 
@@ -444,51 +438,65 @@ class _Walker:
                             self.visit_expr(item)
 
 
-class _Refuse(ErrorListener):
-    """Stop at the first syntax error instead of printing it and recovering."""
+@cache
+def _parser():
+    """luaparser's pieces, with a token stream that keeps time. Imported on first use: the
+    ANTLR parser takes half a second to import, and most processes never validate."""
+    from antlr4 import CommonTokenStream, InputStream
+    from antlr4.error.ErrorListener import ErrorListener
+    from antlr4.error.ErrorStrategy import BailErrorStrategy
+    from antlr4.error.Errors import ParseCancellationException
+    from luaparser.builder import BuilderVisitor
+    from luaparser.parser.LuaLexer import LuaLexer
+    from luaparser.parser.LuaParser import LuaParser
 
-    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
-        raise ParseCancellationException(f"line {line}:{column}: {msg}")
+    class Refuse(ErrorListener):
+        """Stop at the first syntax error instead of printing it and recovering."""
 
+        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
+            raise ParserUnavailable(f"syntax errors: line {line}:{column}: {msg}")
 
-class _DeadlineStream(CommonTokenStream):
-    """ANTLR's prediction asks the token stream for lookahead all through its work, which is
-    where the time goes: checking the clock here (every 512 looks) bounds the parse."""
+    class DeadlineStream(CommonTokenStream):
+        """ANTLR's prediction asks the stream for lookahead all through its work, which is
+        where the time goes: checking the clock here (every 512 looks) bounds the parse."""
 
-    def __init__(self, lexer, deadline: float | None):
-        super().__init__(lexer)
-        self.deadline, self.looks = deadline, 0
+        def __init__(self, lexer, deadline: float | None):
+            super().__init__(lexer)
+            self.deadline, self.looks = deadline, 0
 
-    def LT(self, k):
-        self.looks += 1
-        if self.deadline is not None and not self.looks % 512 and time.monotonic() > self.deadline:
-            raise OutOfTime("the static checker ran out of time")
-        return super().LT(k)
+        def LT(self, k):
+            self.looks += 1
+            if self.deadline is not None and not self.looks % 512 and time.monotonic() > self.deadline:
+                raise OutOfTime("the static checker ran out of time")
+            return super().LT(k)
 
+    def parse(source: str, deadline: float | None):
+        lexer = LuaLexer(InputStream(source))
+        lexer.removeErrorListeners()
+        lexer.addErrorListener(Refuse())
+        stream = DeadlineStream(lexer, deadline)
+        parser = LuaParser(stream)
+        parser.removeErrorListeners()
+        parser.addErrorListener(Refuse())
+        parser._errHandler = BailErrorStrategy()
+        try:
+            tree = parser.start_()
+        except ParseCancellationException as exc:  # the bail strategy's own way of stopping
+            raise ParserUnavailable(f"syntax errors: {exc}") from None
+        return BuilderVisitor(stream).visit(tree)
 
-def _parse(source: str, deadline: float | None):
-    lexer = LuaLexer(InputStream(source))
-    lexer.removeErrorListeners()
-    lexer.addErrorListener(_Refuse())
-    stream = _DeadlineStream(lexer, deadline)
-    parser = LuaParser(stream)
-    parser.removeErrorListeners()
-    parser.addErrorListener(_Refuse())
-    parser._errHandler = BailErrorStrategy()
-    return BuilderVisitor(stream).visit(parser.start_())
+    return parse
 
 
 def analyze(source: str, filename: str, *, deadline: float | None = None) -> LuaAnalysis:
     """Static facts about one Lua file. Raises ParserUnavailable when luaparser fails, and
     OutOfTime when ``deadline`` passes first."""
     try:
-        tree = _parse(source, deadline)
-    except OutOfTime:
+        tree = _parser()(source, deadline)
+    except (OutOfTime, ParserUnavailable):
         raise
     except RecursionError:
         raise ParserUnavailable("the file nests too deeply for the static checker") from None
-    except ParseCancellationException as exc:
-        raise ParserUnavailable(f"syntax errors: {exc}") from None
     except Exception as exc:  # luaparser raises assorted errors on syntax it does not know
         raise ParserUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     analysis = LuaAnalysis(file=filename)
