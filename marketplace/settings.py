@@ -183,7 +183,7 @@ JUNCTION_ATTACHMENT_MAX_BYTES = env_int("JUNCTION_ATTACHMENT_MAX_BYTES", 10 * 10
 # (left behind when a transaction rolled back after writing them).
 JUNCTION_ORPHAN_FILE_HOURS = env_int("JUNCTION_ORPHAN_FILE_HOURS", 24)
 JUNCTION_APISCHEMA_MAX_BYTES = env_int("JUNCTION_APISCHEMA_MAX_BYTES", 5 * 1024 * 1024)
-JUNCTION_BUNDLE_MAX_FILES = 64
+JUNCTION_BUNDLE_MAX_FILES = env_int("JUNCTION_BUNDLE_MAX_FILES", 64)  # Lua files per bundle (drafts and validation)
 JUNCTION_BUNDLE_MAX_FILE_BYTES = 256 * 1024
 # Package validation (marketplace/packaging, docs/validation.md): what a manifest may declare,
 # and how long validation may spend on code, so no package can hold a web worker for long.

@@ -439,7 +439,7 @@ class _Walker:
 
 
 @cache
-def _parser():
+def load_parser():
     """luaparser's pieces, with a token stream that keeps time. Imported on first use: the
     ANTLR parser takes half a second to import, and most processes never validate."""
     from antlr4 import CommonTokenStream, InputStream
@@ -492,7 +492,7 @@ def analyze(source: str, filename: str, *, deadline: float | None = None) -> Lua
     """Static facts about one Lua file. Raises ParserUnavailable when luaparser fails, and
     OutOfTime when ``deadline`` passes first."""
     try:
-        tree = _parser()(source, deadline)
+        tree = load_parser()(source, deadline)
     except (OutOfTime, ParserUnavailable):
         raise
     except RecursionError:
