@@ -209,8 +209,22 @@ JUNCTION_ATTACHMENT_MAX_BYTES = env_int("JUNCTION_ATTACHMENT_MAX_BYTES", 10 * 10
 # (left behind when a transaction rolled back after writing them).
 JUNCTION_ORPHAN_FILE_HOURS = env_int("JUNCTION_ORPHAN_FILE_HOURS", 24)
 JUNCTION_APISCHEMA_MAX_BYTES = env_int("JUNCTION_APISCHEMA_MAX_BYTES", 5 * 1024 * 1024)
-JUNCTION_BUNDLE_MAX_FILES = 64
+JUNCTION_BUNDLE_MAX_FILES = env_int("JUNCTION_BUNDLE_MAX_FILES", 64)  # Lua files per bundle (drafts and validation)
 JUNCTION_BUNDLE_MAX_FILE_BYTES = 256 * 1024
+# Package validation (marketplace/packaging, docs/validation.md): what a manifest may declare,
+# and how long validation may spend on code, so no package can hold a web worker for long.
+JUNCTION_MANIFEST_MAX_HANDLERS = env_int("JUNCTION_MANIFEST_MAX_HANDLERS", 100)
+JUNCTION_MANIFEST_MAX_TIMERS = env_int("JUNCTION_MANIFEST_MAX_TIMERS", 20)  # also enforced by the runtime
+JUNCTION_MANIFEST_MAX_BYTES = env_int("JUNCTION_MANIFEST_MAX_BYTES", 256 * 1024)  # manifest.json as JSON text
+# Nesting of JSON from outside: manifests, webhook bodies, event payloads (marketplace/jsonvalues.py).
+JUNCTION_JSON_MAX_DEPTH = env_int("JUNCTION_JSON_MAX_DEPTH", 64)
+# Milliseconds Lua may spend compiling all the files of a bundle (its parser is quadratic on
+# long `and`/`or` chains); a bundle over it is refused with lua_too_complex.
+JUNCTION_LUA_COMPILE_MAX_MS = env_int("JUNCTION_LUA_COMPILE_MAX_MS", 1000)
+# The static checker (luaparser, pure Python) reads at most this many bytes and milliseconds
+# of a bundle; files past either are only compiled, with the lua_parser_fallback warning.
+JUNCTION_LUA_STATIC_MAX_BYTES = env_int("JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024)
+JUNCTION_LUA_STATIC_MAX_MS = env_int("JUNCTION_LUA_STATIC_MAX_MS", 2000)
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
 
 # --- REST API -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace import jsonvalues
 from marketplace.choices import Trigger
 from marketplace.exceptions import InvalidInput
 from marketplace.models import HandlerRun, Instance
@@ -42,8 +43,13 @@ def event_handlers(instance: Instance, event: str) -> list[str]:
 def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerRun]:
     """Queue one run per event handler of ``instance`` for ``event``, each with input
     ``{"event": event, "payload": payload}``. A disabled instance, or an event no handler
-    listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name."""
+    listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name
+    or a payload the platform cannot store (``jsonvalues.check_value``)."""
     validate_event_name(event)
+    try:
+        jsonvalues.check_value(payload)
+    except jsonvalues.JSONRefused as exc:
+        raise InvalidInput(f"the payload is not valid JSON: {exc.message}", field="payload") from None
     # The stored flag, not the caller's copy: a disable that committed since must win.
     if not Instance.objects.filter(pk=instance.pk, enabled=True).exists():
         return []

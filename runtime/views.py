@@ -2,41 +2,49 @@
 event to the instance whose secret ``webhook_token`` is in the URL."""
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from marketplace import jsonvalues
 from marketplace.exceptions import InvalidInput
 from marketplace.models import Instance
 
 from .events import post_event
 
 
+def refusal(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    """The API's error shape, so a caller handles a webhook refusal like any other."""
+    error = {"code": code, "message": message, **({"fields": fields} if fields else {})}
+    return JsonResponse({"error": error}, status=status)
+
+
 @csrf_exempt  # called by other systems, authenticated by the secret token in the URL
 @require_POST
 def webhook(request, token: str, event: str):
     """202 with the queued run ids; 404 for an unknown token; 400 for a bad event name or
-    a body that is not JSON; 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
-    is a null payload. A disabled instance accepts the event and queues nothing."""
+    a body that is not JSON the platform accepts (``marketplace.jsonvalues``: no NaN or
+    Infinity, no lone surrogates or NUL, no duplicate keys, nesting at most
+    JUNCTION_JSON_MAX_DEPTH); 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
+    is a null payload. A disabled instance accepts the event and queues nothing.
+    Refusals are ``{"error": {"code", "message"}}`` and queue nothing."""
     instance = Instance.objects.select_related("version").filter(webhook_token=token).first()
     if instance is None:
-        return JsonResponse({"error": "unknown webhook"}, status=404)
+        return refusal(404, "not_found", "unknown webhook")
     cap = settings.JUNCTION_WEBHOOK_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
     if not length.isdigit() or int(length) > cap:
-        return JsonResponse({"error": f"the body must be at most {cap} bytes"}, status=413)
+        return refusal(413, "too_large", f"the body must be at most {cap} bytes")
     body = request.read(cap + 1)
     if len(body) > cap:
-        return JsonResponse({"error": f"the body must be at most {cap} bytes"}, status=413)
+        return refusal(413, "too_large", f"the body must be at most {cap} bytes")
     try:
-        payload = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse({"error": "the body must be JSON"}, status=400)
+        payload = jsonvalues.loads(body) if body.strip() else None
+    except jsonvalues.JSONRefused as exc:
+        return refusal(400, exc.code, f"the body is not valid JSON: {exc.message}")
     try:
         runs = post_event(instance=instance, event=event, payload=payload)
     except InvalidInput as exc:
-        return JsonResponse({"error": exc.message}, status=400)
+        return refusal(400, "invalid", exc.message, exc.errors)
     return JsonResponse({"event": event, "runs": [run.pk for run in runs]}, status=202)

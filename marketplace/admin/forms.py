@@ -8,6 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
+from .. import jsonvalues
 from ..choices import ResourceKind
 from ..models import ApiSchema, Attachment, Device, Instance, Integration, IntegrationVersion, Organization
 from ..validators import SECRET_MASK, validate_attachment, validate_icon
@@ -21,9 +22,27 @@ class CodeTextarea(forms.Textarea):
 
 
 class PrettyJSONField(forms.JSONField):
-    """JSON shown indented, so a manifest is editable by hand."""
+    """JSON shown indented, so a manifest is editable by hand. Parsed with the platform's
+    strict parser (``marketplace.jsonvalues``): NaN, duplicate keys, lone surrogates or a
+    hostile nesting are a form error, not a 500."""
 
     widget = CodeTextarea
+
+    def to_python(self, value):
+        if isinstance(value, str) and value not in self.empty_values and not self.disabled:
+            try:
+                jsonvalues.loads(value)
+            except jsonvalues.JSONRefused as exc:
+                raise ValidationError(f"not valid JSON: {exc.message}", code="invalid") from None
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        if isinstance(data, str) and not self.disabled:
+            try:
+                jsonvalues.loads(data)
+            except jsonvalues.JSONRefused:
+                return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):

@@ -7,31 +7,59 @@ the file with ``luaparser`` and walks the tree with lexical scopes to find what 
 literal aliases, container names, forbidden globals, and top-level function definitions.
 When luaparser cannot parse something Lua accepts, ``analyze`` raises ``ParserUnavailable`` and
 the caller degrades to a warning: the parser must never produce a false error.
+
+Both take an optional deadline (a ``time.monotonic()`` value) and stop there: Lua's parser is
+quadratic on long ``and``/``or`` chains (``return a`` and 40,000 `` and a`` take seconds) and
+luaparser's prediction is slow on nested parentheses (a few kB/s), so neither may run unbounded
+on a package from outside.
 """
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
+from functools import cache
 
 import lupa.lua54 as lua54
 
 # --- Compiling ------------------------------------------------------------------------------
 
 _LUA_MESSAGE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+_OUT_OF_TIME = "junction: compile deadline"
+# Lua reads the source through this reader, a piece at a time, so the deadline is checked
+# between pieces: a piece is small enough that even a hostile one compiles in milliseconds.
+_READER = """
+local source, name, piece, expired, mark = ...
+local at = 1
+return load(function()
+  if expired() then error(mark, 0) end
+  local text = source:sub(at, at + piece - 1)
+  at = at + piece
+  return text
+end, name, "t")
+"""
+_PIECE = 1024
 
 
-def compile_error(source: str, filename: str) -> tuple[int | None, str] | None:
+class OutOfTime(Exception):
+    """The deadline passed before the compiler or the static checker finished."""
+
+
+def compile_error(source: str, filename: str, *, deadline: float | None = None) -> tuple[int | None, str] | None:
     """``None`` when ``source`` compiles as a Lua 5.4 text chunk, else ``(line, message)``
-    with Lua's own message. Nothing is executed: ``load`` only compiles."""
+    with Lua's own message. Nothing is executed: ``load`` only compiles. Raises OutOfTime
+    when ``deadline`` passes first."""
     runtime = lua54.LuaRuntime(register_eval=False, unpack_returned_tuples=True)
-    load = runtime.eval("load")
+    expired = (lambda: time.monotonic() > deadline) if deadline is not None else (lambda: False)
     try:
-        result = load(source, "@" + filename, "t")
+        result = runtime.execute(_READER, source, "@" + filename, _PIECE, expired, _OUT_OF_TIME)
     except (lua54.LuaError, MemoryError) as exc:  # e.g. "C stack overflow" on absurd nesting
         result = (None, str(exc))
     if not isinstance(result, tuple):
         return None
     message = str(result[1]).split("\nstack traceback:", 1)[0]
+    if message == _OUT_OF_TIME:
+        raise OutOfTime(f"Lua did not finish compiling {filename} in time")
     match = _LUA_MESSAGE.match(message)
     if match and match.group("file") == filename:
         return int(match.group("line")), match.group("message")
@@ -410,14 +438,63 @@ class _Walker:
                             self.visit_expr(item)
 
 
-def analyze(source: str, filename: str) -> LuaAnalysis:
-    """Static facts about one Lua file. Raises ParserUnavailable when luaparser fails."""
+@cache
+def load_parser():
+    """luaparser's pieces, with a token stream that keeps time. Imported on first use: the
+    ANTLR parser takes half a second to import, and most processes never validate."""
+    from antlr4 import CommonTokenStream, InputStream
+    from antlr4.error.ErrorListener import ErrorListener
+    from antlr4.error.ErrorStrategy import BailErrorStrategy
+    from antlr4.error.Errors import ParseCancellationException
+    from luaparser.builder import BuilderVisitor
+    from luaparser.parser.LuaLexer import LuaLexer
+    from luaparser.parser.LuaParser import LuaParser
+
+    class Refuse(ErrorListener):
+        """Stop at the first syntax error instead of printing it and recovering."""
+
+        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
+            raise ParserUnavailable(f"syntax errors: line {line}:{column}: {msg}")
+
+    class DeadlineStream(CommonTokenStream):
+        """ANTLR's prediction asks the stream for lookahead all through its work, which is
+        where the time goes: checking the clock here (every 512 looks) bounds the parse."""
+
+        def __init__(self, lexer, deadline: float | None):
+            super().__init__(lexer)
+            self.deadline, self.looks = deadline, 0
+
+        def LT(self, k):
+            self.looks += 1
+            if self.deadline is not None and not self.looks % 512 and time.monotonic() > self.deadline:
+                raise OutOfTime("the static checker ran out of time")
+            return super().LT(k)
+
+    def parse(source: str, deadline: float | None):
+        lexer = LuaLexer(InputStream(source))
+        lexer.removeErrorListeners()
+        lexer.addErrorListener(Refuse())
+        stream = DeadlineStream(lexer, deadline)
+        parser = LuaParser(stream)
+        parser.removeErrorListeners()
+        parser.addErrorListener(Refuse())
+        parser._errHandler = BailErrorStrategy()
+        try:
+            tree = parser.start_()
+        except ParseCancellationException as exc:  # the bail strategy's own way of stopping
+            raise ParserUnavailable(f"syntax errors: {exc}") from None
+        return BuilderVisitor(stream).visit(tree)
+
+    return parse
+
+
+def analyze(source: str, filename: str, *, deadline: float | None = None) -> LuaAnalysis:
+    """Static facts about one Lua file. Raises ParserUnavailable when luaparser fails, and
+    OutOfTime when ``deadline`` passes first."""
     try:
-        from luaparser import ast
-    except ImportError as exc:  # pragma: no cover - the dependency is pinned
-        raise ParserUnavailable(f"luaparser is not installed: {exc}") from None
-    try:
-        tree = ast.parse(source)
+        tree = load_parser()(source, deadline)
+    except (OutOfTime, ParserUnavailable):
+        raise
     except RecursionError:
         raise ParserUnavailable("the file nests too deeply for the static checker") from None
     except Exception as exc:  # luaparser raises assorted errors on syntax it does not know

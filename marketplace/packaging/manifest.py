@@ -11,6 +11,7 @@ import jsonschema
 from django.conf import settings
 from referencing.exceptions import Unresolvable
 
+from .. import jsonvalues
 from .report import Report
 from .schedules import cron_min_interval, parse_every, validate_cron, validate_timezone
 
@@ -28,6 +29,12 @@ RETRY_SETTINGS = {
     "backoff": ("JUNCTION_RETRY_MAX_DELAY_SECONDS", 3600),
 }
 MAX_EVERY_SECONDS = 31 * 86400  # the scheduler's ceiling (runtime/schedules.py)
+# What a manifest may declare: setting → default (marketplace/settings.py has the same).
+CAP_SETTINGS = {
+    "handlers": ("JUNCTION_MANIFEST_MAX_HANDLERS", 100),
+    "timers": ("JUNCTION_MANIFEST_MAX_TIMERS", 20),
+    "bytes": ("JUNCTION_MANIFEST_MAX_BYTES", 256 * 1024),
+}
 
 
 @lru_cache(maxsize=1)
@@ -166,12 +173,70 @@ def check_json_schema(schema, path: str, report: Report) -> bool:
 
 # --- Manifest checks --------------------------------------------------------------------------
 
-def check_manifest(manifest, report: Report) -> None:
-    """Everything about the manifest that needs no code: the JSON Schema, embedded schemas,
-    schedules, lifecycle moments and limits."""
+def cap(name: str) -> int:
+    return limit_maximum(name, CAP_SETTINGS)
+
+
+def check_json_value(manifest, report: Report) -> bool:
+    """The manifest is JSON the platform can hold: nesting at most JUNCTION_JSON_MAX_DEPTH
+    (deeper would exhaust the recursion of the checks that follow), finite numbers, strings
+    that are text, and at most JUNCTION_MANIFEST_MAX_BYTES as JSON text. Checked before
+    anything else looks inside, for manifests that did not come through manifest.json (the
+    console, the API, versions stored before these rules)."""
+    try:
+        jsonvalues.check_value(manifest)
+    except jsonvalues.JSONRefused as exc:
+        report.add(*json_refusal(exc), file="manifest.json")
+        return False
+    size = len(json.dumps(manifest, ensure_ascii=False).encode())
+    if size > cap("bytes"):
+        report.add(*size_refusal(size), file="manifest.json")
+        return False
+    return True
+
+
+def json_refusal(exc: jsonvalues.JSONRefused) -> tuple[str, str]:
+    """(code, message) of a manifest that is not JSON the platform accepts."""
+    if exc.code == "json_too_deep":
+        return "manifest_too_deep", (f"the manifest is {exc.message}; at most {jsonvalues.max_depth()} are allowed "
+                                     "(JUNCTION_JSON_MAX_DEPTH)")
+    return "manifest_json", f"manifest.json is not valid JSON: {exc.message}"
+
+
+def size_refusal(size: int) -> tuple[str, str]:
+    return "manifest_too_large", (f"the manifest is {size:,} bytes of JSON; at most {cap('bytes'):,} are allowed "
+                                  "(JUNCTION_MANIFEST_MAX_BYTES)")
+
+
+def check_caps(manifest: dict, report: Report) -> bool:
+    """How many handlers and timers the manifest declares, against the platform's caps
+    (what one install may put on the scheduler). The install service applies the same
+    check to versions published before a cap was lowered. True when within the caps."""
+    handlers = manifest.get("handlers")
+    if not isinstance(handlers, dict):
+        return True
+    within = True
+    if len(handlers) > cap("handlers"):
+        report.add("manifest_too_many_handlers", f"{len(handlers):,} handlers are declared; at most {cap('handlers'):,} "
+                   "are allowed (JUNCTION_MANIFEST_MAX_HANDLERS)", path="handlers")
+        within = False
+    timers = sum(1 for spec in handlers.values() if isinstance(spec, dict) and spec.get("type") == "timer")
+    if timers > cap("timers"):
+        report.add("manifest_too_many_timers", f"{timers:,} timers are declared; at most {cap('timers'):,} are allowed "
+                   "(JUNCTION_MANIFEST_MAX_TIMERS)", path="handlers")
+        within = False
+    return within
+
+
+def check_manifest(manifest, report: Report) -> bool:
+    """Everything about the manifest that needs no code: its size and nesting, the JSON
+    Schema, the caps, embedded schemas, schedules, lifecycle moments and limits. Returns
+    False when the manifest cannot be looked into (not an object, too deep, too large)."""
     if not isinstance(manifest, dict):
         report.add("manifest_json", "manifest.json must hold a JSON object", path=None)
-        return
+        return False
+    if not check_json_value(manifest, report):
+        return False
     broken = _schema_errors(manifest, report)
 
     config = manifest.get("configSchema")
@@ -187,7 +252,9 @@ def check_manifest(manifest, report: Report) -> None:
 
     handlers = manifest.get("handlers")
     if not isinstance(handlers, dict):
-        return
+        return True
+    if not check_caps(manifest, report):
+        return True  # over the caps: checking each of thousands of handlers would only add noise and time
     if not handlers:
         report.add("handlers_empty", "the manifest declares no handlers", path="handlers")
     moments: dict[str, str] = {}
@@ -221,6 +288,7 @@ def check_manifest(manifest, report: Report) -> None:
                 if key in RETRY_SETTINGS and isinstance(value, (int, float)) and value > limit_maximum(key, RETRY_SETTINGS):
                     report.add("limit_exceeded", f"retry {key} is {value:,}, the platform maximum is "
                                f"{limit_maximum(key, RETRY_SETTINGS):,}", path=f"{base}.retry.{key}")
+    return True
 
 
 def check_schedule(schedule: dict, path: str, report: Report) -> None:

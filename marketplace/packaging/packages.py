@@ -17,6 +17,9 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
+from .. import jsonvalues
+from .manifest import cap as manifest_cap
+from .manifest import json_refusal, size_refusal
 from .report import Report
 from .validation import is_api_document, is_lua
 
@@ -272,10 +275,13 @@ def _assemble(package: Package, raw: dict[str, bytes]) -> Package:
     for name, data in sorted(raw.items()):
         text = _decode(name, data)
         if name == "manifest.json":
+            if len(data) > manifest_cap("bytes"):
+                package.manifest_error = size_refusal(len(data))
+                continue
             try:
-                package.manifest = json.loads(text)
-            except ValueError as exc:
-                package.manifest_error = ("manifest_json", f"manifest.json is not valid JSON: {exc}")
+                package.manifest = jsonvalues.loads(text)
+            except jsonvalues.JSONRefused as exc:
+                package.manifest_error = json_refusal(exc)
                 continue
             if not isinstance(package.manifest, dict):
                 package.manifest_error = ("manifest_json", "manifest.json must hold a JSON object")

@@ -7,10 +7,13 @@ them, so every interface reports the same problems with the same codes.
 """
 from __future__ import annotations
 
+import time
 from pathlib import PurePosixPath
 
-from .lua import SQL_WRITE, ParserUnavailable, analyze, compile_error, defines_function_roughly
-from .manifest import check_manifest
+from django.conf import settings
+
+from .lua import SQL_WRITE, OutOfTime, ParserUnavailable, analyze, compile_error, defines_function_roughly, load_parser
+from .manifest import check_caps, check_json_value, check_manifest
 from .openapi import EndpointMatcher, OpenApiError, base_paths, check_document, index_document, load_document
 from .report import Report
 
@@ -18,10 +21,35 @@ API_SUFFIXES = (".json", ".yaml", ".yml")
 README_NAMES = {"readme.md"}
 
 
-def static_budget() -> int:
-    from django.conf import settings
+def setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
 
-    return int(getattr(settings, "JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024))
+
+def static_budget() -> int:
+    return setting("JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024)
+
+
+def max_bundle_files() -> int:
+    return setting("JUNCTION_BUNDLE_MAX_FILES", 64)
+
+
+def check_bundle_caps(files: dict, report: Report) -> bool:
+    if len(files) > max_bundle_files():
+        report.add("bundle_too_many_files", f"the bundle holds {len(files):,} Lua files; at most {max_bundle_files():,} "
+                   "are allowed (JUNCTION_BUNDLE_MAX_FILES)", path=None)
+        return False
+    return True
+
+
+def cap_report(manifest, files) -> Report:
+    """Only the platform's caps (manifest size and nesting, handlers, timers, bundle files):
+    what the install service checks again, since a version published before a cap was
+    lowered may exceed it. The messages are validation's own."""
+    report = Report()
+    if isinstance(manifest, dict) and check_json_value(manifest, report):
+        check_caps(manifest, report)
+    check_bundle_caps(files if isinstance(files, dict) else {}, report)
+    return report
 
 
 def is_lua(path: str) -> bool:
@@ -92,49 +120,81 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
     ``api_documents`` maps a document name to its EndpointMatcher (None: present but broken)."""
     report = report if report is not None else Report()
     api_documents = api_documents or {}
-    check_manifest(manifest, report)
-    if not isinstance(manifest, dict):
-        return report
-
-    # Compile every Lua file, then analyze the ones that compile.
-    analyses = {}
-    complete = True  # every Lua file analyzed: "unused" warnings can be trusted
-    # The pure-Python parser reads about 40 kB a second: bound the time validation may take.
-    budget, analyzed_bytes = static_budget(), 0
-    for path, source in sorted(files.items()):  # the bundle is Lua, whatever the file names
-        if not isinstance(source, str):
-            report.add("package_encoding", f"{path} is not text", file=path)
-            complete = False
-            continue
-        failure = compile_error(source, path)
-        if failure is not None:
-            line, message = failure
-            report.add("lua_syntax", f"{path}:{line}: {message}" if line else message, file=path, line=line)
-            complete = False
-            continue
-        size = len(source.encode())
-        if analyzed_bytes + size > budget:
-            report.add("lua_parser_fallback", f"static checks skipped for {path}: the bundle has more Lua than the "
-                       f"{budget:,} bytes the static checker reads (JUNCTION_LUA_STATIC_MAX_BYTES)", file=path)
-            complete = False
-            continue
-        analyzed_bytes += size
-        try:
-            analyses[path] = analyze(source, path)
-        except ParserUnavailable as exc:
-            report.add("lua_parser_fallback", f"static checks skipped for {path}: the Lua parser failed ({exc})", file=path)
-            complete = False
-
+    if not check_manifest(manifest, report):
+        return report  # not an object, too deep or too large: nothing else can be read from it
+    if not check_bundle_caps(files, report):
+        return report  # compiling and reading hundreds of files is what the cap prevents
+    analyses, compiled, complete = _read_code(files, report)
     resources = manifest.get("resources") if isinstance(manifest.get("resources"), dict) else {}
     resources = {alias: spec for alias, spec in resources.items() if isinstance(spec, dict)}
-    _check_handlers(manifest, files, analyses, report)
+    _check_handlers(manifest, files, compiled, analyses, report)
     _check_api_links(resources, api_documents, report)
     if analyses:
         _check_code(manifest, resources, analyses, api_documents, report, complete=complete)
     return report
 
 
-def _check_handlers(manifest: dict, files: dict, analyses: dict, report: Report) -> None:
+def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, bool], bool]:
+    """Compile every Lua file once, then analyze the ones that compile, each within its
+    budget: JUNCTION_LUA_COMPILE_MAX_MS for compiling the whole bundle (Lua's parser is
+    quadratic on long and/or chains), JUNCTION_LUA_STATIC_MAX_BYTES and _MS for the static
+    checker (pure Python, a few to 60 kB/s). Returns (analyses, path → compiled?, complete:
+    every file analyzed, so "unused" warnings can be trusted)."""
+    analyses: dict = {}
+    compiled: dict[str, bool] = {}
+    complete = True
+    compile_deadline = time.monotonic() + setting("JUNCTION_LUA_COMPILE_MAX_MS", 1000) / 1000
+    sources = sorted(files.items())  # the bundle is Lua, whatever the file names
+    for index, (path, source) in enumerate(sources):
+        if not isinstance(source, str):
+            report.add("package_encoding", f"{path} is not text", file=path)
+            compiled[path], complete = False, False
+            continue
+        try:
+            failure = compile_error(source, path, deadline=compile_deadline)
+        except OutOfTime:
+            rest = len(sources) - index - 1
+            report.add("lua_too_complex", f"{path}: Lua could not compile the bundle within the "
+                       f"{setting('JUNCTION_LUA_COMPILE_MAX_MS', 1000):,} ms allowed (JUNCTION_LUA_COMPILE_MAX_MS); "
+                       "shorten very long expressions such as chains of `and`/`or`"
+                       + (f" ({rest} later file(s) not compiled)" if rest else ""), file=path)
+            return {}, compiled, False
+        compiled[path] = failure is None
+        if failure is not None:
+            line, message = failure
+            report.add("lua_syntax", f"{path}:{line}: {message}" if line else message, file=path, line=line)
+            complete = False
+
+    if any(compiled.values()):
+        load_parser()  # its first import takes about half a second: not to be charged to the code
+    budget, analyzed_bytes = static_budget(), 0
+    static_ms = setting("JUNCTION_LUA_STATIC_MAX_MS", 2000)
+    static_deadline = time.monotonic() + static_ms / 1000
+    spent = False  # the time budget ran out: no later file is analyzed
+    for path, source in sources:
+        if not compiled.get(path):
+            continue
+        size = len(source.encode())
+        if spent:
+            why = f"the static checker's {static_ms:,} ms (JUNCTION_LUA_STATIC_MAX_MS) ran out"
+        elif analyzed_bytes + size > budget:
+            why = f"the bundle has more Lua than the {budget:,} bytes the static checker reads (JUNCTION_LUA_STATIC_MAX_BYTES)"
+        else:
+            analyzed_bytes += size
+            try:
+                analyses[path] = analyze(source, path, deadline=static_deadline)
+                continue
+            except OutOfTime:
+                spent = True
+                why = f"the static checker's {static_ms:,} ms (JUNCTION_LUA_STATIC_MAX_MS) ran out"
+            except ParserUnavailable as exc:
+                why = f"the Lua parser failed ({exc})"
+        report.add("lua_parser_fallback", f"static checks skipped for {path}: {why}", file=path)
+        complete = False
+    return analyses, compiled, complete
+
+
+def _check_handlers(manifest: dict, files: dict, compiled: dict[str, bool], analyses: dict, report: Report) -> None:
     handlers = manifest.get("handlers")
     if not isinstance(handlers, dict):
         return
@@ -152,7 +212,7 @@ def _check_handlers(manifest: dict, files: dict, analyses: dict, report: Report)
         analysis = analyses.get(file)
         if analysis is None:
             source = files[file]
-            if isinstance(source, str) and compile_error(source, file) is None and not defines_function_roughly(source, function):
+            if compiled.get(file) and not defines_function_roughly(source, function):
                 report.add("handler_function_unchecked", f"could not confirm that {file} defines {function}()",
                            file=file, path=f"{base}.function")
             continue

@@ -8,6 +8,7 @@ from django.utils import timezone
 from .. import access
 from ..exceptions import Conflict, InvalidInput, NotInstallable
 from ..models import Device, Instance, IntegrationVersion, Organization, ResourceBinding
+from ..packaging.validation import cap_report
 from ..validators import SECRET_MASK, contains_nul, secret_fields, validate_config
 
 
@@ -23,6 +24,10 @@ def _check_installable(version: IntegrationVersion) -> None:
         raise NotInstallable("a draft cannot be installed; publish it first", field="version")
     if not version.available:
         raise NotInstallable(f"version {version.number} is marked unavailable and cannot be installed", field="version")
+    # A version published before a cap was lowered may exceed it: refused with validation's words.
+    over = cap_report(version.manifest, version.files)
+    if not over.valid:
+        raise NotInstallable("; ".join(issue.message for issue in over.errors), field="version")
 
 
 def _resolve_config(version: IntegrationVersion, values, previous_secrets: dict | None = None) -> tuple[dict, dict]:

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from marketplace.services.apischemas import upload_api_schema
 from tests import factories
+from tests.admin_forms import change_form_data
 
 from .helpers import FIXTURES, MINI_LUA, MINI_MANIFEST
 
@@ -176,3 +177,23 @@ def test_a_publisher_deletes_a_document_no_version_names_from_the_console(client
 
     assert response.status_code == 302 and response.url == url("apischema_changelist")
     assert not pets.api_schemas.exists()
+
+
+@pytest.mark.parametrize("text, words", [
+    pytest.param('{"name": "mini", "handlers": ' + "[" * 50_000 + "]" * 50_000 + "}",
+                 "not valid JSON: nested deeper than 64 levels", id="nested-50000-deep"),
+    pytest.param('{"name": "mini", "title": NaN, "handlers": {}}', "not valid JSON: NaN is not a JSON number", id="nan"),
+    pytest.param('{"name": "mini", "name": "again", "handlers": {}}', "the key 'name' appears twice", id="duplicate-key"),
+])
+def test_a_manifest_the_platform_refuses_is_a_form_error_not_a_500(client, publisher, versions, text, words):
+    _, draft = versions
+    client.force_login(publisher)
+    page = client.get(url("integrationversion_change", draft.pk))
+
+    response = client.post(url("integrationversion_change", draft.pk), change_form_data(page, manifest=text))
+
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.errors["manifest"]
+    assert words in message
+    draft.refresh_from_db()
+    assert draft.manifest == {**MINI_MANIFEST, "permissions": ["log", "tenant.sql"]}

@@ -67,6 +67,20 @@ def test_a_hostile_zip_exits_1_with_its_refusal(tmp_path):
     assert [(e["code"], e["file"]) for e in json.loads(run.stdout)["errors"]] == [("package_symlink", "lib.lua")]
 
 
+def test_a_manifest_nested_50000_deep_exits_1_with_the_json_report(tmp_path):
+    nested = "[" * 50_000 + "]" * 50_000
+    (tmp_path / "manifest.json").write_text(json.dumps({**helpers.MINI_MANIFEST, "description": "@"}).replace('"@"', nested))
+    (tmp_path / "main.lua").write_text(helpers.MINI_LUA)
+
+    run = validate(tmp_path, "--json")
+
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    report = json.loads(run.stdout)
+    assert report["valid"] is False
+    assert [(e["code"], e["file"]) for e in report["errors"]] == [("manifest_too_deep", "manifest.json")]
+
+
 # --- in-process runs (faster; push_integration needs the test database) --------------------------
 
 def run_command(name: str, *args) -> tuple[int, str, str]:

@@ -10,7 +10,9 @@ import pytest
 
 from marketplace.exceptions import InvalidInput
 from marketplace.models import ApiSchema, Integration, IntegrationVersion
-from marketplace.packaging.packages import PackageRefused, read_package
+from marketplace.packaging import validation
+from marketplace.packaging.packages import PackageRefused, read_package, validate_path
+from marketplace.packaging.validation import validate_content
 from marketplace.services.packages import import_package, load_package
 
 from . import helpers
@@ -149,3 +151,135 @@ def test_an_oversize_upload_is_refused_before_reading(settings):
     settings.JUNCTION_PACKAGE_MAX_BYTES = 1000
     upload = io.BytesIO(helpers.make_zip({"manifest.json": json.dumps(helpers.MINI_MANIFEST), "big.lua": os.urandom(2000).hex()}))
     assert refusal(upload).code == "package_too_large"
+
+
+# --- Hostile content: validation reports it, in bounded time, never with a traceback ---------
+
+def deep_json(depth: int) -> str:
+    """A manifest whose description nests ``depth`` lists deep, as text (json.dumps would
+    itself run out of recursion)."""
+    return json.dumps({**helpers.MINI_MANIFEST, "description": "@"}).replace('"@"', "[" * depth + "]" * depth)
+
+
+def report_of(entries: dict) -> dict:
+    return validate_path(helpers.make_zip(entries)).as_dict()
+
+
+def codes(report: dict) -> list[str]:
+    return [item["code"] for item in report["errors"] + report["warnings"]]
+
+
+def test_a_manifest_nested_50000_deep_is_reported_not_raised():
+    report = report_of({"manifest.json": deep_json(50_000), "main.lua": helpers.MINI_LUA})
+
+    assert report["valid"] is False
+    [error] = report["errors"]
+    assert (error["code"], error["file"]) == ("manifest_too_deep", "manifest.json")
+    assert "deeper than 64 levels" in error["message"] and "JUNCTION_JSON_MAX_DEPTH" in error["message"]
+
+
+def test_a_manifest_within_the_nesting_cap_is_read():
+    # 64 levels in all: the manifest object and description's 63 lists.
+    report = report_of({"manifest.json": deep_json(63), "main.lua": helpers.MINI_LUA})
+    assert "manifest_too_deep" not in codes(report)
+    assert codes(report) == ["manifest_type"]  # description is a string: the schema's own complaint
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"name": "mini", "title": NaN}', "NaN is not a JSON number"),
+    ('{"name": "mini", "title": -Infinity}', "-Infinity is not a JSON number"),
+    ('{"name": "mini", "title": 1e400}', "1e400 is too large"),
+    ('{"name": "mini", "name": "other"}', "the key 'name' appears twice"),
+    ('{"name": "mini", "title": "\\ud800"}', "lone surrogate"),
+    ('{"name": "mini", "title": "\\u0000"}', "U+0000"),
+])
+def test_json_that_is_not_json_is_a_manifest_json_error(text, words):
+    report = report_of({"manifest.json": text, "main.lua": helpers.MINI_LUA})
+
+    [error] = report["errors"]
+    assert (error["code"], error["file"]) == ("manifest_json", "manifest.json")
+    assert error["message"].startswith("manifest.json is not valid JSON: ") and words in error["message"]
+
+
+def test_a_huge_manifest_is_refused_before_it_is_parsed():
+    manifest = {**helpers.MINI_MANIFEST, "description": "x" * (300 * 1024)}
+    report = report_of({"manifest.json": json.dumps(manifest), "main.lua": helpers.MINI_LUA})
+
+    [error] = report["errors"]
+    assert (error["code"], error["file"]) == ("manifest_too_large", "manifest.json")
+    assert "at most 262,144 are allowed (JUNCTION_MANIFEST_MAX_BYTES)" in error["message"]
+
+
+def test_a_stored_manifest_too_deep_for_the_checks_is_reported():
+    # As the console or an older release may have stored it: no manifest.json to refuse.
+    manifest = dict(helpers.MINI_MANIFEST)
+    node = manifest["description"] = []
+    for _ in range(300):
+        node.append([])
+        node = node[0]
+
+    report = validate_content(manifest, {"main.lua": helpers.MINI_LUA})
+
+    assert [(e.code, e.file) for e in report.errors] == [("manifest_too_deep", "manifest.json")]
+
+
+def test_a_long_and_chain_is_refused_within_the_compile_budget():
+    # Lua's parser is quadratic here: 40,000 `and` take several seconds to compile.
+    source = helpers.MINI_LUA + "function all(a)\n  return a" + " and a" * 40_000 + "\nend\n"
+    report = report_of({"manifest.json": json.dumps(helpers.MINI_MANIFEST), "main.lua": source})
+
+    [error] = report["errors"]
+    assert (error["code"], error["file"]) == ("lua_too_complex", "main.lua")
+    assert "1,000 ms allowed (JUNCTION_LUA_COMPILE_MAX_MS)" in error["message"]
+
+
+def test_a_bundle_that_runs_out_of_compile_time_names_the_files_left(settings):
+    settings.JUNCTION_LUA_COMPILE_MAX_MS = 0
+    files = {"a.lua": "return 1", "b.lua": "return 2", "main.lua": helpers.MINI_LUA}
+
+    report = validate_content(helpers.MINI_MANIFEST, files)
+
+    assert [(e.code, e.file) for e in report.errors] == [("lua_too_complex", "a.lua")]
+    assert "(2 later file(s) not compiled)" in report.errors[0].message
+
+
+def test_the_static_checker_stops_at_its_budget_with_a_warning(settings):
+    # luaparser's prediction reads nested parentheses at a few kB a second; Lua compiles them at once.
+    settings.JUNCTION_LUA_STATIC_MAX_MS = 100
+    slow = ("x = " + "(" * 60 + "1" + ")" * 60 + "\n") * 200
+    files = {"main.lua": helpers.MINI_LUA + slow, "other.lua": "return 1\n"}
+
+    report = validate_content(helpers.MINI_MANIFEST, files)
+
+    assert report.valid
+    assert [(w.code, w.file) for w in report.warnings] == [("lua_parser_fallback", "main.lua"),
+                                                           ("lua_parser_fallback", "other.lua")]
+    assert "JUNCTION_LUA_STATIC_MAX_MS" in report.warnings[0].message
+
+
+def test_each_file_is_compiled_once(monkeypatch):
+    calls = []
+    real = validation.compile_error
+    monkeypatch.setattr(validation, "compile_error", lambda source, path, **kw: calls.append(path) or real(source, path, **kw))
+    # luaparser cannot read 190 nested tables that Lua accepts: the handler's function is
+    # then looked for without a parser, which used to compile the file a second time.
+    files = {"main.lua": helpers.MINI_LUA + "x = " + "{" * 190 + "}" * 190 + "\n", "lib.lua": "return 1\n"}
+
+    report = validate_content(helpers.MINI_MANIFEST, files)
+
+    assert "lua_parser_fallback" in report.codes()
+    assert sorted(calls) == ["lib.lua", "main.lua"]
+
+
+def test_the_caps_are_checked_on_stored_versions_too(settings):
+    settings.JUNCTION_MANIFEST_MAX_TIMERS = 1
+    manifest = {**helpers.MINI_MANIFEST, "handlers": {
+        **helpers.MINI_MANIFEST["handlers"],
+        "hourly": {"type": "timer", "file": "main.lua", "function": "sync", "schedule": {"every": "1h"}},
+    }}
+
+    report = validate_content(manifest, {"main.lua": helpers.MINI_LUA})
+
+    assert [(e.code, e.path, e.message) for e in report.errors] == [(
+        "manifest_too_many_timers", "handlers", "2 timers are declared; at most 1 are allowed (JUNCTION_MANIFEST_MAX_TIMERS)"
+    )]

@@ -100,12 +100,18 @@ GHOST = {**MANIFEST, "handlers": {**MANIFEST["handlers"], "ghost": {"type": "rpc
         # the whole package is checked, not only the handler asked for
         ("recall", json.dumps(GHOST), "handler_file_missing"),
         ("recall", "{not json", "not valid JSON"),
+        # nested 50,000 deep: reported like any invalid package, not a RecursionError traceback
+        pytest.param("recall", json.dumps({**MANIFEST, "title": "@"}).replace('"@"', "[" * 50_000 + "]" * 50_000),
+                     "manifest_too_deep: the manifest is nested deeper than 64 levels", id="nested-50000-deep"),
+        pytest.param("recall", json.dumps(MANIFEST)[:-1] + ', "name": NaN}',
+                     "manifest_json: manifest.json is not valid JSON: NaN", id="nan"),
     ],
 )
 def test_an_invalid_package_exits_2(package, handler, manifest, message):
     if manifest is not None:
         (package / "manifest.json").write_text(manifest)
-    code, lines, _ = run(package, handler, "--json")
+    code, lines, stderr = run(package, handler, "--json")
+    assert "Traceback" not in stderr
     assert code == 2
     assert len(lines) == 1 and set(lines[0]) == KEYS
     assert lines[0]["error"]["code"] == "package_invalid"
@@ -127,6 +133,8 @@ def test_a_zip_package_with_a_bound_http_device(package, tmp_path, device_server
     "args, message",
     [
         (["--input", "{not json"], "--input is not valid JSON"),
+        pytest.param(["--input", "[" * 50_000], "--input is not valid JSON: nested deeper than 64 levels", id="deep-input"),
+        (["--config", '{"site": NaN}'], "--config is not valid JSON: NaN is not a JSON number"),
         (["--bind", "api=sqlite:////tmp/x.db"], "the resource is http"),
     ],
 )

@@ -22,6 +22,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from marketplace import jsonvalues
 from runtime.dispatch import DeviceSpec
 from runtime.execution import run_spec
 from runtime.sandbox import RunResult
@@ -74,9 +75,9 @@ def _json_arg(value: str | None, what: str):
     if value is None:
         return None
     try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise UsageError(f"--{what} is not valid JSON: {exc}") from None
+        return jsonvalues.loads(value)
+    except jsonvalues.JSONRefused as exc:
+        raise UsageError(f"--{what} is not valid JSON: {exc.message}") from None
 
 
 def _bindings(values: list[str], manifest: dict) -> dict[str, DeviceSpec]:
