@@ -1,7 +1,10 @@
 """ctx.device.http and ctx.device.sql against real local servers and databases."""
 from __future__ import annotations
 
+import socket
 import sqlite3
+import threading
+import time
 import uuid
 
 import psycopg
@@ -148,6 +151,136 @@ def test_an_unreachable_device_is_an_http_error(run_code):
     outcome = run_code('function h(ctx, input) return ctx.device.http("printer", {}) end', resources=HTTP,
                        devices={"printer": DeviceSpec(kind="http", base_url="http://127.0.0.1:9/")})
     assert outcome.error.code == "http_error"
+
+
+# --- HTTP: one deadline for the whole exchange -------------------------------------------
+
+class DrippingDevice:
+    """A device on a raw socket that sends ``head`` at once, then ``drip`` one byte every
+    0.2 s, then ``tail``. ``outcome()`` says whether the client stayed until all was sent
+    ("finished") or hung up before the device was done ("hung_up")."""
+
+    def __init__(self, head: bytes, drip: bytes, tail: bytes = b""):
+        self.head, self.drip, self.tail = head, drip, tail
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.result: list[str] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            try:
+                conn.sendall(self.head)
+                for byte in self.drip:
+                    time.sleep(0.2)
+                    conn.sendall(bytes([byte]))
+                conn.sendall(self.tail)
+            except OSError:  # the client closed: the next send after that fails
+                self.result.append("hung_up")
+            else:
+                self.result.append("finished")
+
+    def outcome(self) -> str:
+        self.thread.join(30)
+        return self.result[0] if self.result else "still running"
+
+    def close(self):
+        self.listener.close()
+
+
+# 20 bytes, 0.2 s apart: 4 s of dripping against runs of 1 s.
+DRIP = b"X-Slow: " + b"a" * 12
+DRIPS = {
+    "status line and headers": (b"", b"HTTP/1.1 200 OK\r\n" + DRIP, b"\r\nContent-Length: 2\r\n\r\nok"),
+    "body": (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", b"b" * 20, b""),
+    "chunked body": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n", b"c" * 20, b"\r\n0\r\n\r\n"),
+}
+
+
+@pytest.fixture(params=list(DRIPS))
+def dripping_device(request):
+    device = DrippingDevice(*DRIPS[request.param])
+    yield device
+    device.close()
+
+
+def test_a_dripping_device_cannot_hold_a_run_past_its_deadline(run_code, dripping_device):
+    outcome = run_code('function h(ctx, input) pcall(ctx.device.http, "printer", { path = "/" }) return "done" end',
+                       resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=dripping_device.url)},
+                       limits=small_limits(timeout_ms=1000))
+
+    assert outcome.error is not None and outcome.error.code == "timeout"
+    assert dripping_device.outcome() == "hung_up"
+
+
+def test_a_dripping_device_cannot_outlast_the_requests_own_timeout(run_code, dripping_device):
+    outcome = run_code(
+        """function h(ctx, input)
+          local ok, err = pcall(ctx.device.http, "printer", { path = "/", timeout = 500 })
+          return err
+        end""",
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=dripping_device.url)},
+    )
+
+    assert outcome.result == "main.lua:2: http_error: GET /: timed out", outcome.error
+    assert dripping_device.outcome() == "hung_up"
+
+
+def test_a_device_that_is_quick_enough_is_read_to_the_end(run_code):
+    device = DrippingDevice(*DRIPS["chunked body"])
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { path = "/" }).body end',
+                       resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=device.url)})
+    device.close()
+
+    assert outcome.result == "c" * 20, outcome.error
+
+
+def test_an_unresolvable_host_is_an_http_error(run_code):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", {}) end', resources=HTTP,
+                       devices={"printer": DeviceSpec(kind="http", base_url="http://no-such-host.invalid/")})
+    assert outcome.error.code == "http_error"
+
+
+# --- text that is not valid Unicode ----------------------------------------------------------
+
+@pytest.fixture
+def odd_text_server():
+    from .conftest import _Server
+
+    server = _Server({
+        "/surrogate": lambda r: (200, {"Content-Type": "application/json"}, b'{"name": "a\\ud800b", "\\udc00": [1]}'),
+        "/latin1": lambda r: (200, {"Content-Type": "application/json"}, b'{"name": "caf\xe9"}'),
+    })
+    yield server
+    server.close()
+
+
+def test_a_lone_surrogate_in_a_json_response_becomes_a_replacement_character(run_code, odd_text_server):
+    outcome = run_code(
+        'function h(ctx, input) local r = ctx.device.http("printer", { path = "/surrogate" }) return r.json end',
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=odd_text_server.url)},
+    )
+    assert outcome.result == {"name": "a\ufffdb", "\ufffd": [1]}, outcome.error
+
+
+def test_invalid_utf8_in_a_response_becomes_a_replacement_character(run_code, odd_text_server):
+    outcome = run_code(
+        'function h(ctx, input) local r = ctx.device.http("printer", { path = "/latin1" }) return { r.body, r.json } end',
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=odd_text_server.url)},
+    )
+    assert outcome.result == ['{"name": "caf\ufffd"}', {"name": "caf\ufffd"}], outcome.error
+
+
+@pytest.mark.parametrize("expression", ["char(55296)", "CAST(x'636166e9' AS TEXT)"])
+def test_sqlite_text_that_is_not_utf8_becomes_a_replacement_character(run_code, sqlite_file, expression):
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "SELECT {expression} AS s")[1].s end',
+                       resources=SQL, devices=sqlite_device(sqlite_file))
+    assert outcome.error is None and "\ufffd" in outcome.result
 
 
 # --- SQL on SQLite -------------------------------------------------------------------------
