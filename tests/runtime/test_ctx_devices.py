@@ -11,7 +11,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from marketplace.models import Organization
+from marketplace.choices import ResourceKind
+from marketplace.models import Device, Organization
+from marketplace.validators import sqlite_device_folder
 from runtime.dispatch import DeviceSpec, postgres_query
 from runtime.stores import MemoryStore, tenant_sqlite_path
 
@@ -403,6 +405,76 @@ def test_postgres_writes_with_the_write_permission(run_code, postgres_table):
     assert outcome.result == 3, outcome.error
 
 
+@requires_postgres
+@pytest.mark.parametrize("statement", [
+    "COMMIT; DELETE FROM {table} WHERE id = 1",
+    "COMMIT; INSERT INTO {table} (id, state) VALUES (9, 'forged')",
+    "COMMIT; BEGIN READ WRITE; UPDATE {table} SET state = 'forged'",
+])
+def test_postgres_runs_one_statement_per_call(run_code, postgres_table, statement):
+    dsn, table = postgres_table
+    query = statement.format(table=table)
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "{query}") end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+
+    assert outcome.error.code == "sql_error"
+    assert "one statement per call" in outcome.error.message
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT id, state FROM {table} ORDER BY id").fetchall() == [(1, "open"), (2, "closed")]
+
+
+@requires_postgres
+@pytest.mark.parametrize("statement", [
+    "WITH gone AS (DELETE FROM {table} WHERE id = 1 RETURNING id) SELECT id FROM gone",
+    "SELECT set_config('transaction_read_only', 'off', true), (SELECT count(*) FROM {table})",
+])
+def test_postgres_stays_read_only_whatever_the_one_statement_does(run_code, postgres_table, statement):
+    dsn, table = postgres_table
+    query = statement.format(table=table)
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "{query}") end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+
+    assert outcome.error.code in {"permission_denied", "sql_error"}, outcome.result
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (2,)
+
+
+@requires_postgres
+def test_postgres_refuses_a_statement_timeout_change_before_a_long_query(run_code, postgres_table):
+    dsn, _table = postgres_table
+    outcome = run_code(
+        'function h(ctx, input) return ctx.device.sql("erp", "SET LOCAL statement_timeout = 0; SELECT pg_sleep(3)") end',
+        resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, limits=small_limits(timeout_ms=1000),
+    )
+    assert outcome.error.code == "sql_error"
+    assert "one statement per call" in outcome.error.message
+
+
+@requires_postgres
+@pytest.mark.parametrize("query", [
+    "SELECT set_config('statement_timeout', '0', false), pg_sleep(3)",
+    "SELECT pg_sleep(3)",
+])
+def test_postgres_queries_are_cancelled_at_the_deadline(run_code, postgres_table, query):
+    dsn, _table = postgres_table
+    outcome = run_code(f'function h(ctx, input) pcall(ctx.device.sql, "erp", "{query}") return "done" end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)},
+                       limits=small_limits(timeout_ms=1000))
+
+    assert outcome.error is not None and outcome.error.code == "timeout"
+    with psycopg.connect(dsn) as conn:  # the statement was cancelled, not left running
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT %pg_sleep(3)%' AND state = 'active'"
+                            " AND pid <> pg_backend_pid()").fetchone() == (0,)
+
+
+@requires_postgres
+def test_postgres_text_with_a_lone_surrogate_becomes_a_replacement_character(run_code, postgres_table):
+    dsn, _table = postgres_table
+    outcome = run_code("""function h(ctx, input) return ctx.device.sql("erp", [[SELECT '{"a": "\\ud800"}'::json AS j]])[1].j end""",
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)})
+    assert outcome.result == {"a": "\ufffd"}, outcome.error
+
+
 @pytest.mark.django_db
 def test_a_sqlite_device_cannot_point_at_the_platforms_own_files(run_code, tenant_dir):
     org = Organization.objects.create(name="Victim", slug="victim")
@@ -412,3 +484,61 @@ def test_a_sqlite_device_cannot_point_at_the_platforms_own_files(run_code, tenan
                        resources=SQL, devices=sqlite_device(path), store=MemoryStore())
     assert outcome.error.code == "sql_error"
     assert "belongs to the platform" in outcome.error.message
+
+
+# --- SQLite devices stay in their organization's folder ------------------------------------
+
+@pytest.fixture
+def acme_and_globex(db, sqlite_file):
+    """Two organizations; Acme's ERP file in Acme's device folder."""
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    globex = Organization.objects.create(name="Globex", slug="globex")
+    folder = sqlite_device_folder(acme.pk)
+    folder.mkdir(parents=True)
+    erp = sqlite_file.rename(folder / "erp.sqlite3")
+    return acme, globex, erp
+
+
+def test_a_device_row_pointing_at_another_organizations_file_is_refused_at_run_time(run_code, acme_and_globex):
+    _acme, globex, erp = acme_and_globex
+    # Saved past validation, as a row from before the rule would be.
+    device = Device.objects.create(organization=globex, name="ERP", kind=ResourceKind.SQL, dsn=f"sqlite:///{erp}")
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "DELETE FROM orders") end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.error.code == "sql_error"
+    assert str(sqlite_device_folder(globex.pk).resolve()) in outcome.error.message
+    assert sqlite3.connect(erp).execute("SELECT count(*) FROM orders").fetchone() == (3,)
+
+
+def test_a_symlink_placed_after_saving_is_refused_at_run_time(run_code, acme_and_globex):
+    _acme, globex, erp = acme_and_globex
+    device = Device(organization=globex, name="ERP", kind=ResourceKind.SQL, dsn="sqlite:///erp.sqlite3")
+    device.full_clean()
+    device.save()
+    folder = sqlite_device_folder(globex.pk)
+    folder.mkdir(parents=True)
+    (folder / "erp.sqlite3").symlink_to(erp)
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders") end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.error.code == "sql_error" and "device folder" in outcome.error.message
+
+
+def test_a_device_reads_a_file_of_its_own_folder(run_code, acme_and_globex):
+    acme, _globex, _erp = acme_and_globex
+    device = Device.objects.create(organization=acme, name="ERP", kind=ResourceKind.SQL, dsn="sqlite:///erp.sqlite3")
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.result == 3, outcome.error
+
+
+def test_a_developers_own_binding_may_open_any_file_but_the_platforms(run_code, sqlite_file):
+    """``run_handler --bind`` runs on the developer's own machine, with their own files."""
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_target(f"sqlite:///{sqlite_file}")})
+    assert outcome.result == 3, outcome.error
