@@ -30,13 +30,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
 import http.client
 import io
 import ipaddress
 import json
 import math
 import re
-import select
 import socket
 import sqlite3
 import ssl
@@ -253,22 +253,6 @@ def open_socket(host: str, port: int, deadline: float) -> socket.socket:
     raise error
 
 
-def tls_handshake(sock: ssl.SSLSocket, deadline: float) -> None:
-    """The handshake step by step, waiting for the peer at most until ``deadline``."""
-    sock.setblocking(False)
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            wait = ([sock], [])
-        except ssl.SSLWantWriteError:
-            wait = ([], [sock])
-        left = deadline - time.monotonic()
-        if left <= 0 or not any(select.select(*wait, [], left)[:2]):
-            raise TimeoutError("the TLS handshake took too long")
-
-
 class DeadlineHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection whose socket is a ``DeadlineSocket``: ``deadline`` bounds the
     whole exchange, whatever the peer does."""
@@ -285,16 +269,24 @@ class DeadlineHTTPSConnection(DeadlineHTTPConnection):
     default_port = http.client.HTTPS_PORT
 
     def connect(self) -> None:
-        raw = open_socket(self.host, self.port, self.deadline)
+        sock = open_socket(self.host, self.port, self.deadline)
         try:
-            tls = ssl.create_default_context().wrap_socket(
-                raw, server_hostname=self.host, do_handshake_on_connect=False
-            )
-            tls_handshake(tls, self.deadline)
+            sock = _tls_context().wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("connecting took too long")
+            sock.settimeout(left)
+            sock.do_handshake()  # the timeout bounds the whole handshake, not each step
         except BaseException:
-            raw.close()
+            sock.close()
             raise
-        self.sock = DeadlineSocket(tls, self.deadline)
+        self.sock = DeadlineSocket(sock, self.deadline)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The default context (system CAs, hostname check), loaded once per process."""
+    return ssl.create_default_context()
 
 
 def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_bytes: int) -> dict:
@@ -632,7 +624,8 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
                                options=options.strip(), **(login or {}))
     except psycopg.Error as exc:
         raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
-    conn.read_only = not write
+    if not write:
+        conn.read_only = True  # BEGIN READ ONLY; with write, the database's own default stands
     cancelled = threading.Event()
 
     def cancel_at_deadline():

@@ -162,10 +162,10 @@ class DrippingDevice:
     0.2 s, then ``tail``. ``outcome()`` says whether the client stayed until all was sent
     ("finished") or hung up before the device was done ("hung_up")."""
 
-    def __init__(self, head: bytes, drip: bytes, tail: bytes = b""):
+    def __init__(self, head: bytes, drip: bytes, tail: bytes = b"", scheme: str = "http"):
         self.head, self.drip, self.tail = head, drip, tail
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
         self.result: list[str] = []
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -173,8 +173,8 @@ class DrippingDevice:
     def serve(self):
         conn, _ = self.listener.accept()
         with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
+            request = conn.recv(4096)  # a TLS ClientHello, or the start of a request
+            while self.url.startswith("http:") and b"\r\n\r\n" not in request:
                 request += conn.recv(4096)
             try:
                 conn.sendall(self.head)
@@ -201,6 +201,8 @@ DRIPS = {
     "status line and headers": (b"", b"HTTP/1.1 200 OK\r\n" + DRIP, b"\r\nContent-Length: 2\r\n\r\nok"),
     "body": (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", b"b" * 20, b""),
     "chunked body": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n", b"c" * 20, b"\r\n0\r\n\r\n"),
+    # A TLS handshake record (ServerHello) that never completes.
+    "TLS handshake": (b"", b"\x16\x03\x03\x00\x40" + b"\x02" * 15, b"", "https"),
 }
 
 
