@@ -192,6 +192,8 @@ def confined_sqlite_path(dsn: str, folder: Path) -> Path:
     """The file a ``sqlite:///`` DSN names, with symlinks and ``..`` resolved; a relative
     path is taken inside ``folder``. Raises ValidationError unless the file is in ``folder``
     (the check is made on the resolved path, so a symlink out of the folder is refused)."""
+    if "\x00" in dsn:
+        raise ValidationError("a DSN must not contain NUL characters", code="dsn_nul")
     path = Path(dsn[len("sqlite:///"):])
     root = folder.resolve()
     target = (root / path).resolve()  # an absolute ``path`` replaces ``root``
@@ -207,6 +209,8 @@ def confined_sqlite_path(dsn: str, folder: Path) -> Path:
 def validate_device_dsn(dsn: str, *, organization_id: int | None) -> None:
     """A SQL device's DSN: a known scheme and, for SQLite, a file in the organization's
     device folder."""
+    if "\x00" in dsn:
+        raise ValidationError("a DSN must not contain NUL characters", code="dsn_nul")
     if not dsn.startswith(SQL_DSN_PREFIXES):
         raise ValidationError("DSN must start with sqlite:///, postgresql:// or postgres://", code="dsn_scheme")
     if dsn.startswith("sqlite:///") and organization_id is not None:

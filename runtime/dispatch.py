@@ -527,6 +527,8 @@ def device_sqlite_file(device: DeviceSpec) -> str:
             path = str(confined_sqlite_path(device.dsn, Path(device.sqlite_folder)))
         except ValidationError as exc:
             raise HostError("sql_error", exc.messages[0]) from None
+    elif "\x00" in device.dsn:
+        raise HostError("sql_error", "a DSN must not contain NUL characters")
     else:
         path = sqlite_path(device.dsn)
     _refuse_platform_files(path)

@@ -82,6 +82,11 @@ def test_a_dsn_needs_a_known_scheme(globex):
     assert "must start with" in dsn_error(sql_device(globex, "mysql://db/erp"))
 
 
+@pytest.mark.parametrize("dsn", ["sqlite:///erp\x00.sqlite3", "postgresql://db/erp\x00"])
+def test_a_dsn_with_a_nul_character_is_refused(globex, dsn):
+    assert "NUL" in dsn_error(sql_device(globex, dsn))
+
+
 def test_the_console_refuses_another_organizations_file(client, outsider, globex, acme_erp):
     client.force_login(outsider)
     page = client.get(reverse("admin:marketplace_device_add"))
