@@ -8,6 +8,7 @@ import re
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 from django.conf import settings
@@ -204,6 +205,17 @@ def confined_sqlite_path(dsn: str, folder: Path) -> Path:
             code="sqlite_outside_folder",
         )
     return target
+
+
+def validate_device_base_url(url: str) -> None:
+    """An HTTP device's base URL: http(s) only, and no user:password@ (credentials are kept
+    encrypted in the device's credentials, never in plain sight in its URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise ValidationError("the base URL must start with http:// or https://", code="base_url_scheme")
+    if "@" in parts.netloc:
+        raise ValidationError("the base URL must not hold a user name or password: put them in the credentials",
+                              code="base_url_userinfo")
 
 
 def validate_device_dsn(dsn: str, *, organization_id: int | None) -> None:

@@ -1,5 +1,6 @@
 """The Device model's rules: a SQLite device names a file in its own organization's device
-folder, and every front door (model validation, the console) refuses anything else."""
+folder, and every front door (model validation, the console) refuses anything else; an
+HTTP device has a plain http(s) base URL."""
 from __future__ import annotations
 
 import sqlite3
@@ -97,3 +98,18 @@ def test_the_console_refuses_another_organizations_file(client, outsider, globex
     assert response.status_code == 200
     assert "device folder" in str(response.context["adminform"].form.errors["dsn"])
     assert not Device.objects.filter(name="Stolen ERP").exists()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ftp://files.example/", "http:// or https://"),
+    ("http://svc:hunter2@printer.example/", "put them in the credentials"),
+])
+def test_an_http_device_needs_a_plain_http_base_url(globex, url, message):
+    device = Device(organization=globex, name="Printer", kind=ResourceKind.HTTP, base_url=url)
+    with pytest.raises(ValidationError) as caught:
+        device.full_clean()
+    assert message in " ".join(caught.value.message_dict["base_url"])
+
+
+def test_an_http_device_with_a_base_path_is_accepted(globex):
+    Device(organization=globex, name="Printer", kind=ResourceKind.HTTP, base_url="https://printer.example:8443/api/v1/").full_clean()

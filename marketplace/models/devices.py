@@ -6,7 +6,7 @@ from django.db import models
 
 from ..choices import ResourceKind
 from ..fields import EncryptedJSONField, EncryptedTextField
-from ..validators import masked_dsn, validate_device_dsn
+from ..validators import masked_dsn, validate_device_base_url, validate_device_dsn
 
 
 class Device(models.Model):
@@ -42,8 +42,13 @@ class Device(models.Model):
         return f"{self.name} ({self.kind})"
 
     def clean(self):
-        if self.kind == ResourceKind.HTTP and not self.base_url:
-            raise ValidationError({"base_url": "an HTTP device needs a base URL"})
+        if self.kind == ResourceKind.HTTP:
+            if not self.base_url:
+                raise ValidationError({"base_url": "an HTTP device needs a base URL"})
+            try:
+                validate_device_base_url(self.base_url)
+            except ValidationError as exc:
+                raise ValidationError({"base_url": exc.error_list}) from None
         if self.kind == ResourceKind.SQL:
             if not self.dsn:
                 raise ValidationError({"dsn": "a SQL device needs a DSN"})
