@@ -7,8 +7,8 @@
   redirects are never followed (a 3xx is returned as is, so nothing reaches another
   origin), the response body is capped, and one deadline bounds the whole exchange: name
   lookup, connect, TLS handshake, sending, status line, headers and body (chunked too).
-  Every socket operation waits at most until that deadline (``DeadlineSocket``), so a
-  device that drips its answer a byte at a time is cut off on time.
+  Every socket operation waits at most until that deadline (``runtime.deadline_http``), so
+  a device that drips its answer a byte at a time is cut off on time.
 - ``sql_execute`` runs one parameterized statement (``?`` placeholders) on a SQLite file or
   a PostgreSQL database, read-only unless ``write``. SQLite opens the file with
   ``mode=ro`` and ``query_only`` and runs one statement per ``execute``. PostgreSQL sends
@@ -30,16 +30,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import functools
 import http.client
-import io
-import ipaddress
 import json
 import math
 import re
-import socket
 import sqlite3
-import ssl
 import threading
 import time
 import uuid
@@ -52,6 +47,7 @@ from django.core.exceptions import ValidationError
 
 from marketplace.validators import confined_sqlite_path, sqlite_device_folder
 
+from .deadline_http import DeadlineHTTPConnection, DeadlineHTTPSConnection
 from .sandbox import HostError, RunStopped
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -144,149 +140,6 @@ def join_path(base_path: str, path: str) -> tuple[str, str]:
             raise HostError("invalid_argument", "path must not contain '.' or '..' segments")
     joined = base_path.rstrip("/") + "/" + path.lstrip("/")
     return joined, query
-
-
-class DeadlineSocket:
-    """A connected socket whose every send and receive waits at most until ``deadline``
-    (``TimeoutError`` after it). A per-operation timeout alone restarts with each byte,
-    so a peer that drips one byte at a time would hold the caller for ever."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        self._sock = sock
-        self._deadline = deadline
-        # Like socket.makefile: the connection closes its socket while the response still
-        # reads from it, so the socket closes when the last of them lets go.
-        self._users = 1
-
-    def _arm(self) -> None:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the device did not finish in time")
-        self._sock.settimeout(left)
-
-    def sendall(self, data) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            self._arm()
-            view = view[self._sock.send(view[:65536]):]
-
-    def recv_into(self, buffer) -> int:
-        self._arm()
-        return self._sock.recv_into(buffer, len(buffer))
-
-    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
-        if mode != "rb":
-            raise ValueError("a DeadlineSocket only reads")
-        self._users += 1
-        return io.BufferedReader(_DeadlineReader(self))
-
-    def close(self) -> None:
-        self._users -= 1
-        if self._users == 0:
-            self._sock.close()
-
-    def __getattr__(self, name):  # setsockopt, fileno, … of the socket itself
-        return getattr(self._sock, name)
-
-
-class _DeadlineReader(io.RawIOBase):
-    def __init__(self, sock: DeadlineSocket):
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._sock.close()
-        super().close()
-
-
-def _addresses(host: str, port: int, deadline: float) -> list:
-    """getaddrinfo bounded by ``deadline``: it has no timeout of its own, so a slow resolver
-    is waited for in a daemon thread that is left behind if it does not answer in time."""
-    try:
-        ipaddress.ip_address(host)
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # a literal: no lookup
-    except ValueError:
-        pass
-    answer: list = []
-    done = threading.Event()
-
-    def lookup():
-        try:
-            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            answer.append(exc)
-        done.set()
-
-    threading.Thread(target=lookup, name="junction-resolve", daemon=True).start()
-    if not done.wait(max(0.0, deadline - time.monotonic())):
-        raise TimeoutError(f"looking up {host} took too long")
-    if isinstance(answer[0], OSError):
-        raise answer[0]
-    return answer[0]
-
-
-def open_socket(host: str, port: int, deadline: float) -> socket.socket:
-    """A TCP connection to ``host:port`` made before ``deadline`` (each address in turn)."""
-    error: OSError = OSError(f"{host} has no address")
-    for family, kind, proto, _name, address in _addresses(host, port, deadline):
-        sock = socket.socket(family, kind, proto)
-        try:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"connecting to {host} took too long")
-            sock.settimeout(left)
-            sock.connect(address)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
-        except TimeoutError:
-            sock.close()
-            raise
-        except OSError as exc:
-            sock.close()
-            error = exc
-    raise error
-
-
-class DeadlineHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection whose socket is a ``DeadlineSocket``: ``deadline`` bounds the
-    whole exchange, whatever the peer does."""
-
-    def __init__(self, host: str, port: int | None, *, deadline: float):
-        super().__init__(host, port)
-        self.deadline = deadline
-
-    def connect(self) -> None:
-        self.sock = DeadlineSocket(open_socket(self.host, self.port, self.deadline), self.deadline)
-
-
-class DeadlineHTTPSConnection(DeadlineHTTPConnection):
-    default_port = http.client.HTTPS_PORT
-
-    def connect(self) -> None:
-        sock = open_socket(self.host, self.port, self.deadline)
-        try:
-            sock = _tls_context().wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("connecting took too long")
-            sock.settimeout(left)
-            sock.do_handshake()  # the timeout bounds the whole handshake, not each step
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = DeadlineSocket(sock, self.deadline)
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """The default context (system CAs, hostname check), loaded once per process."""
-    return ssl.create_default_context()
 
 
 def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_bytes: int) -> dict:
