@@ -28,3 +28,19 @@ class EncryptedJSONField(models.TextField):
 
     def get_prep_value(self, value):
         return encrypt_json(value if value is not None else {})
+
+
+class EncryptedTextField(models.TextField):
+    """A string stored Fernet-encrypted (as a JSON string); an empty string is stored as
+    is, since there is nothing to hide. Python code sees the plain text."""
+
+    description = "Encrypted text"
+
+    def from_db_value(self, value, expression, connection):
+        if value in (None, ""):
+            return ""
+        return decrypt_json(value)
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return encrypt_json(value) if value else ""

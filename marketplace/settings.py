@@ -357,6 +357,9 @@ JUNCTION_RUNTIME_SQL_MAX_ROWS = env_int("JUNCTION_RUNTIME_SQL_MAX_ROWS", 1000)
 JUNCTION_RUNTIME_PATTERN_MAX_COST = env_int("JUNCTION_RUNTIME_PATTERN_MAX_COST", 100_000_000)
 # ctx.sql: one SQLite file per organization, <dir>/<organization id>.sqlite3.
 JUNCTION_RUNTIME_TENANT_DIR = Path(env("JUNCTION_RUNTIME_TENANT_DIR", str(DATA_DIR / "tenants")))
+# SQLite devices: an organization's files must lie in <dir>/<organization id>/ (checked when
+# a device is saved and again at run time); run_handler --bind on a developer's machine is exempt.
+JUNCTION_DEVICE_SQLITE_DIR = Path(env("JUNCTION_DEVICE_SQLITE_DIR", str(DATA_DIR / "devices")))
 
 LOGGING = {
     "version": 1,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import re
 import warnings
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 from django.conf import settings
@@ -174,3 +176,98 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
 def validate_resource_kind(kind: str) -> None:
     if kind not in ResourceKind.values:
         raise ValidationError(f"resource kind must be one of {', '.join(ResourceKind.values)}: got {kind!r}")
+
+
+# --- Devices ---------------------------------------------------------------------------------
+
+SQL_DSN_PREFIXES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def sqlite_device_folder(organization_id: int) -> Path:
+    """The folder an organization's SQLite devices live in: one per organization under
+    ``JUNCTION_DEVICE_SQLITE_DIR``, so no customer can name another's file."""
+    return Path(settings.JUNCTION_DEVICE_SQLITE_DIR) / str(int(organization_id))
+
+
+def confined_sqlite_path(dsn: str, folder: Path) -> Path:
+    """The file a ``sqlite:///`` DSN names, with symlinks and ``..`` resolved; a relative
+    path is taken inside ``folder``. Raises ValidationError unless the file is in ``folder``
+    (the check is made on the resolved path, so a symlink out of the folder is refused)."""
+    if "\x00" in dsn:
+        raise ValidationError("a DSN must not contain NUL characters", code="dsn_nul")
+    path = Path(dsn[len("sqlite:///"):])
+    root = folder.resolve()
+    target = (root / path).resolve()  # an absolute ``path`` replaces ``root``
+    if not path.parts or root not in target.parents:
+        raise ValidationError(
+            f"a SQLite device's file must be inside {root}/ (this organization's device folder): "
+            f"write sqlite:///name.sqlite3 for {root}/name.sqlite3",
+            code="sqlite_outside_folder",
+        )
+    return target
+
+
+def validate_device_base_url(url: str) -> None:
+    """An HTTP device's base URL: http(s) only, and no user:password@ (credentials are kept
+    encrypted in the device's credentials, never in plain sight in its URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise ValidationError("the base URL must start with http:// or https://", code="base_url_scheme")
+    if "@" in parts.netloc:
+        raise ValidationError("the base URL must not hold a user name or password: put them in the credentials",
+                              code="base_url_userinfo")
+
+
+def validate_device_dsn(dsn: str, *, organization_id: int | None) -> None:
+    """A SQL device's DSN: a known scheme and, for SQLite, a file in the organization's
+    device folder."""
+    if "\x00" in dsn:
+        raise ValidationError("a DSN must not contain NUL characters", code="dsn_nul")
+    if not dsn.startswith(SQL_DSN_PREFIXES):
+        raise ValidationError("DSN must start with sqlite:///, postgresql:// or postgres://", code="dsn_scheme")
+    if dsn.startswith("sqlite:///") and organization_id is not None:
+        confined_sqlite_path(dsn, sqlite_device_folder(organization_id))
+
+
+# The raw (still %-encoded) password of a DSN: in its user info, or a password= parameter.
+_DSN_PASSWORDS = (
+    re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:(?P<pw>[^/?#@]*)@"),
+    re.compile(r"[?&]password=(?P<pw>[^&#]*)"),
+)
+
+
+def _password_spans(dsn: str) -> list[tuple[int, int]]:
+    return [m.span("pw") for pattern in _DSN_PASSWORDS for m in pattern.finditer(dsn)]
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int]], value: str) -> str:
+    for start, end in sorted(spans, reverse=True):
+        text = text[:start] + value + text[end:]
+    return text
+
+
+def masked_dsn(dsn: str) -> str:
+    """The DSN as the console shows it: its password replaced by ``SECRET_MASK``."""
+    return _replace_spans(dsn, _password_spans(dsn), SECRET_MASK)
+
+
+def _server(dsn: str) -> str:
+    netloc = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", dsn)
+    return (netloc.group(1).rpartition("@")[2] if netloc else "").lower()
+
+
+def dsn_keeping_password(submitted: str, stored: str) -> str:
+    """A DSN edited in the console: where it still shows ``SECRET_MASK`` as its password,
+    the stored password is put back — only for the same host and port, so that editing a
+    device cannot send its password to another server."""
+    spans = [span for span in _password_spans(submitted) if submitted[span[0]:span[1]] == SECRET_MASK]
+    if not spans:
+        return submitted
+    kept = [stored[start:end] for start, end in _password_spans(stored)]
+    if not kept:
+        raise ValidationError(f"type the password: {SECRET_MASK} stands for a stored one, and none is stored",
+                              code="dsn_no_password")
+    if _server(submitted) != _server(stored):
+        raise ValidationError("the server changed: type the password again (it is only kept for the same host and port)",
+                              code="dsn_password_moved")
+    return _replace_spans(submitted, spans, kept[0])

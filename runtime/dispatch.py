@@ -5,13 +5,23 @@
 - ``http_request`` sends one request to the device's base URL only: the handler gives a
   path (joined under the base path; ``..``, absolute URLs, control characters refused),
   redirects are never followed (a 3xx is returned as is, so nothing reaches another
-  origin), the response body is capped and the deadline bounds connect and read.
+  origin), the response body is capped, and one deadline bounds the whole exchange: name
+  lookup, connect, TLS handshake, sending, status line, headers and body (chunked too).
+  Every socket operation waits at most until that deadline (``runtime.deadline_http``), so
+  a device that drips its answer a byte at a time is cut off on time.
 - ``sql_execute`` runs one parameterized statement (``?`` placeholders) on a SQLite file or
-  a PostgreSQL database, read-only unless ``write``: SQLite opens the file with
-  ``mode=ro`` and ``query_only``; PostgreSQL runs ``SET TRANSACTION READ ONLY``. The
-  deadline is enforced inside the database too (progress handler / statement_timeout).
-- A SQLite device may not point at the platform's own files (its database, tenant SQL
-  files, broker queue, uploads): ``platform_paths()``.
+  a PostgreSQL database, read-only unless ``write``. SQLite opens the file with
+  ``mode=ro`` and ``query_only`` and runs one statement per ``execute``. PostgreSQL sends
+  the statement with the extended protocol (which refuses several commands in one), in a
+  session whose transactions are read-only by default and whose ``statement_timeout`` is
+  set at connection time; the client also cancels the statement at the deadline, so
+  nothing the statement does to its own session outlives the call.
+- Text from devices is always valid Unicode: invalid UTF-8 and lone surrogates (a JSON
+  ``"\\ud800"`` escape) become U+FFFD instead of failing the call.
+- A SQLite device bound from a ``Device`` row may only open files inside its
+  organization's device folder (``marketplace.validators.confined_sqlite_path``, checked
+  again here at run time); no SQLite device may open the platform's own files (its
+  database, tenant SQL files, broker queue, uploads): ``platform_paths()``.
 - ``sqlite_execute`` is shared with the tenant store: an authorizer refuses ATTACH, DETACH,
   PRAGMA, transactions and virtual tables, so a statement can only touch its own file.
 """
@@ -22,8 +32,10 @@ import datetime as dt
 import decimal
 import http.client
 import json
-import socket
+import math
+import re
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,6 +43,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from django.core.exceptions import ValidationError
+
+from marketplace.validators import confined_sqlite_path, sqlite_device_folder
+
+from .deadline_http import DeadlineHTTPConnection, DeadlineHTTPSConnection
 from .sandbox import HostError, RunStopped
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -45,6 +62,9 @@ class DeviceSpec:
     headers: dict = field(default_factory=dict)
     credentials: dict = field(default_factory=dict)
     name: str = ""
+    # A SQLite file must lie in this folder (its organization's); "" for a developer's own
+    # binding (``run_handler --bind``), which may open any file but the platform's.
+    sqlite_folder: str = ""
 
     @classmethod
     def from_device(cls, device) -> DeviceSpec:
@@ -55,6 +75,7 @@ class DeviceSpec:
             headers=dict(device.headers or {}),
             credentials=dict(device.credentials or {}),
             name=device.name,
+            sqlite_folder=str(sqlite_device_folder(device.organization_id)),
         )
 
     @classmethod
@@ -82,6 +103,26 @@ def remaining(deadline: float) -> float:
     return left
 
 
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with lone surrogates (which Lua strings, UTF-8 and PostgreSQL cannot hold)
+    replaced by U+FFFD; a JSON ``"\\ud800"`` escape decodes to one."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def valid_tree(value: Any) -> Any:
+    """``valid_text`` applied to every string of parsed JSON, keys included."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [valid_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): valid_tree(v) for k, v in value.items()}
+    return value
+
+
 # --- HTTP ---------------------------------------------------------------------------------
 
 def join_path(base_path: str, path: str) -> tuple[str, str]:
@@ -104,7 +145,12 @@ def join_path(base_path: str, path: str) -> tuple[str, str]:
 def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_bytes: int) -> dict:
     """One request to the bound device; returns ``{status, headers, body, json}``."""
     base = urlsplit(device.base_url)
-    if base.scheme not in {"http", "https"} or not base.hostname:
+    try:
+        # Given explicitly, so http.client never parses an IPv6 host for a port.
+        port = base.port or (443 if base.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    if base.scheme not in {"http", "https"} or not base.hostname or port is None:
         raise HostError("http_error", "the bound device has no valid http(s) base URL")
     method = str(request.get("method") or "GET").upper()
     if method not in HTTP_METHODS:
@@ -145,23 +191,19 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
             raise HostError("invalid_argument", "body must be a string (use json = … for tables)")
         body = body.encode()
 
-    timeout = remaining(deadline)
+    # One deadline for the whole exchange: the run's, or sooner when the handler asks.
+    exchange_deadline = deadline
+    remaining(deadline)
     asked = request.get("timeout")
     if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0:
-        timeout = min(timeout, asked / 1000.0)
-    port = base.port
-    cls = http.client.HTTPSConnection if base.scheme == "https" else http.client.HTTPConnection
-    conn = cls(base.hostname, port, timeout=timeout)
+        exchange_deadline = min(deadline, time.monotonic() + asked / 1000.0)
+    cls = DeadlineHTTPSConnection if base.scheme == "https" else DeadlineHTTPConnection
+    conn = cls(base.hostname, port, deadline=exchange_deadline)
     try:
         conn.request(method, target, body=body, headers=headers)
-        sock = conn.sock
         response = conn.getresponse()
         chunks, size = [], 0
-        while True:
-            if response.isclosed():
-                break
-            if sock is not None and sock.fileno() != -1:
-                sock.settimeout(max(0.001, min(timeout, remaining(deadline))))
+        while not response.isclosed():
             chunk = response.read(65536)
             if not chunk:
                 break
@@ -174,19 +216,18 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
         for name, value in response.getheaders():
             key = name.lower()
             response_headers[key] = f"{response_headers[key]}, {value}" if key in response_headers else value
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:  # socket.timeout is TimeoutError
         remaining(deadline)  # stops the run when it is the run's own deadline
         raise HostError("http_error", f"{method} {path}: timed out") from None
     except (OSError, http.client.HTTPException) as exc:
         raise HostError("http_error", f"{method} {path}: {exc.__class__.__name__}: {str(exc)[:200]}") from None
     finally:
         conn.close()
-    raw = b"".join(chunks)
-    text = raw.decode("utf-8", "replace")
+    text = valid_text(b"".join(chunks).decode("utf-8", "replace"))
     parsed = None
     if "json" in response_headers.get("content-type", ""):
         try:
-            parsed = json.loads(text)
+            parsed = valid_tree(json.loads(text))
         except (ValueError, RecursionError):
             parsed = None
     return {"status": status, "headers": response_headers, "body": text, "json": parsed}
@@ -203,7 +244,9 @@ def _query_value(value):
 # --- SQL ----------------------------------------------------------------------------------
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return valid_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -216,7 +259,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {valid_text(str(k)): _plain(v) for k, v in value.items()}
     return str(value)
 
 
@@ -237,7 +280,7 @@ def check_params(params) -> list:
 def _rows(cursor, max_rows: int) -> list[dict]:
     if cursor.description is None:
         return []
-    names = [col[0] for col in cursor.description]
+    names = [valid_text(col[0]) for col in cursor.description]
     fetched = cursor.fetchmany(max_rows + 1)
     if len(fetched) > max_rows:
         raise HostError("too_many_rows", f"the query returned more than {max_rows} rows; use LIMIT")
@@ -270,9 +313,16 @@ def _authorizer(action, arg1, arg2, db_name, trigger):
     return sqlite3.SQLITE_OK
 
 
+def _utf8_or_replacement(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def guard_sqlite(conn: sqlite3.Connection, deadline: float) -> None:
     """Authorizer, deadline (progress handler) and size limits on a connection."""
     conn.set_authorizer(_authorizer)
+    # Text that is not UTF-8 (or encodes a surrogate, as char(55296) does) is read with
+    # U+FFFD in its place rather than failing the whole statement.
+    conn.text_factory = _utf8_or_replacement
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000_000)
     conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
@@ -312,12 +362,30 @@ def sql_execute(device: DeviceSpec, query: Any, params: Any, *, write: bool, dea
     params = check_params(params)
     dsn = device.dsn or ""
     if dsn.startswith("sqlite:///"):
-        return _sqlite_device(sqlite_path(dsn), query, params, write=write, deadline=deadline, max_rows=max_rows)
+        return _sqlite_device(device_sqlite_file(device), query, params, write=write, deadline=deadline,
+                              max_rows=max_rows)
     if dsn.startswith(("postgresql://", "postgres://")):
         creds = device.credentials or {}
         login = {k: str(v) for k, v in (("user", creds.get("username")), ("password", creds.get("password"))) if v}
         return _postgres_device(dsn, query, params, write=write, deadline=deadline, max_rows=max_rows, login=login)
     raise HostError("sql_error", "the bound device has no sqlite:/// or postgresql:// DSN")
+
+
+def device_sqlite_file(device: DeviceSpec) -> str:
+    """The file a SQLite device opens: inside its organization's folder (resolved again
+    now, so a symlink or file moved in since the device was saved cannot lead out), never
+    one of the platform's own files."""
+    if device.sqlite_folder:
+        try:
+            path = str(confined_sqlite_path(device.dsn, Path(device.sqlite_folder)))
+        except ValidationError as exc:
+            raise HostError("sql_error", exc.messages[0]) from None
+    elif "\x00" in device.dsn:
+        raise HostError("sql_error", "a DSN must not contain NUL characters")
+    else:
+        path = sqlite_path(device.dsn)
+    _refuse_platform_files(path)
+    return path
 
 
 def platform_paths() -> list[Path]:
@@ -346,7 +414,6 @@ def _refuse_platform_files(path: str) -> None:
 
 
 def _sqlite_device(path, query, params, *, write, deadline, max_rows):
-    _refuse_platform_files(path)
     mode = "rw" if write else "ro"
     uri = f"file:{quote(path)}?mode={mode}"
     try:
@@ -380,37 +447,83 @@ def postgres_query(query: str) -> str:
     return "".join(out)
 
 
+# The message PostgreSQL gives when the extended protocol meets several statements.
+_MULTIPLE_COMMANDS = "cannot insert multiple commands into a prepared statement"
+
+
 def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=None):
-    """The device's ``credentials`` (username/password), when set, override the DSN's."""
+    """One statement in a session of its own.
+
+    - In pipeline mode psycopg always uses the extended protocol, where PostgreSQL refuses
+      more than one statement: no ``COMMIT; DELETE …`` after the platform's ``BEGIN READ ONLY``.
+    - Without ``write``, the session's transactions are read-only by default and the
+      transaction is opened ``READ ONLY``; a single statement cannot turn that off.
+    - ``statement_timeout`` is set when connecting (a margin past the deadline, as a
+      backstop) and the client cancels the statement at the deadline, so a statement that
+      changes its own timeout still ends on time. The session ends with the call.
+    The device's ``credentials`` (username/password), when set, override the DSN's."""
     import psycopg
     from psycopg import errors
+    from psycopg.conninfo import conninfo_to_dict
 
     try:
-        conn = psycopg.connect(dsn, connect_timeout=max(1, int(remaining(deadline))), autocommit=False,
-                               **(login or {}))
+        own_options = conninfo_to_dict(dsn).get("options") or ""
+    except psycopg.Error as exc:
+        raise HostError("sql_error", f"the DSN is not valid: {str(exc).splitlines()[0][:200]}") from None
+    # Later -c settings win over the DSN's own ones.
+    options = f"{own_options} -c statement_timeout={math.ceil(remaining(deadline) * 1000) + 250}"
+    if not write:
+        options += " -c default_transaction_read_only=on"
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=max(1, math.ceil(remaining(deadline))), autocommit=False,
+                               options=options.strip(), **(login or {}))
     except psycopg.Error as exc:
         raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
+    if not write:
+        conn.read_only = True  # BEGIN READ ONLY; with write, the database's own default stands
+    cancelled = threading.Event()
+
+    def cancel_at_deadline():
+        cancelled.set()
+        try:
+            conn.cancel_safe(timeout=2.0)
+        except psycopg.Error:
+            pass  # the server's statement_timeout is the backstop
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cancel_at_deadline)
+    timer.daemon = True
+    timer.start()
     try:
-        with conn.cursor() as cursor:
-            if not write:
-                cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(remaining(deadline) * 1000))}")
+        cursor = conn.cursor()
+        with conn.pipeline():
             cursor.execute(postgres_query(query), params)
-            rows = _rows(cursor, max_rows)
+        rows = _rows(cursor, max_rows)
         if write:
             conn.commit()
-        else:
-            conn.rollback()
         return rows
     except errors.ReadOnlySqlTransaction:
         raise HostError(
             "permission_denied", "writing needs the 'device.sql.write' permission, which the manifest does not declare"
         ) from None
     except errors.QueryCanceled:
+        if cancelled.is_set():
+            raise RunStopped("timeout", "wall-clock time limit reached (in a SQL query)") from None
         remaining(deadline)
         raise HostError("sql_error", "the query was cancelled") from None
+    except errors.SyntaxError as exc:
+        if _MULTIPLE_COMMANDS in str(exc):
+            raise HostError("sql_error", "one statement per call: the query holds several") from None
+        raise HostError("sql_error", _pg_message(exc)) from None
     except psycopg.Error as exc:
-        message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).splitlines()[0]
-        raise HostError("sql_error", message[:300]) from None
+        raise HostError("sql_error", _pg_message(exc)) from None
+    except UnicodeDecodeError:
+        raise HostError("sql_error", "the database sent text that is not valid in its declared encoding") from None
     finally:
+        timer.cancel()
+        timer.join()  # a cancel in flight must not meet a closing connection
         conn.close()
+
+
+def _pg_message(exc) -> str:
+    message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).splitlines()[0]
+    return valid_text(message)[:300]

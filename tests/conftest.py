@@ -44,6 +44,13 @@ def media_root(settings, tmp_path):
     return tmp_path / "uploads"
 
 
+@pytest.fixture(autouse=True)
+def device_sqlite_dir(settings, tmp_path):
+    """SQLite devices' files: one folder per organization under a folder of the test's own."""
+    settings.JUNCTION_DEVICE_SQLITE_DIR = tmp_path / "devices"
+    return settings.JUNCTION_DEVICE_SQLITE_DIR
+
+
 @pytest.fixture
 def acme(db):
     return factories.make_org("Acme")

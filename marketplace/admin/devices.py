@@ -1,5 +1,6 @@
 """Devices: the targets instances bind their resource aliases to. Their credentials and
-headers are write-only here (see ``forms.DeviceForm``)."""
+headers are write-only here and their DSN is shown with its password masked (see
+``forms.DeviceForm``)."""
 from __future__ import annotations
 
 from django.contrib import admin

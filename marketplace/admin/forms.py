@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from .. import jsonvalues
 from ..choices import ResourceKind
 from ..models import ApiSchema, Attachment, Device, Instance, Integration, IntegrationVersion, Organization
-from ..validators import SECRET_MASK, validate_attachment, validate_icon
+from ..validators import SECRET_MASK, dsn_keeping_password, masked_dsn, validate_attachment, validate_icon
 
 
 class CodeTextarea(forms.Textarea):
@@ -247,12 +247,18 @@ class ForkForm(forms.Form):
 
 class DeviceForm(forms.ModelForm):
     """Secrets are write-only: the form shows which keys are stored, masked, and takes a
-    new JSON object to replace them. Leaving the box empty keeps what is stored."""
+    new JSON object to replace them. Leaving the box empty keeps what is stored. The DSN
+    is shown with its password masked; left masked, the stored password is kept (for the
+    same server only: ``validators.dsn_keeping_password``)."""
 
     # Devices are often plain-HTTP services on a plant network: "http" stays the default.
     base_url = forms.URLField(
         required=False, assume_scheme="http", widget=forms.URLInput(attrs={"class": "vURLField"}),
         help_text=Device._meta.get_field("base_url").help_text,
+    )
+    dsn = forms.CharField(
+        required=False, max_length=500, label="DSN", widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text=Device._meta.get_field("dsn").help_text,
     )
     new_credentials = JSONObjectField(required=False, label="Replace credentials", widget=CodeTextarea(rows=4))
     clear_credentials = forms.BooleanField(required=False, label="Remove all credentials")
@@ -265,12 +271,17 @@ class DeviceForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.dsn:
+            self.initial["dsn"] = masked_dsn(self.instance.dsn)
         for name in ("credentials", "headers"):
             if f"new_{name}" in self.fields:
                 stored = getattr(self.instance, name) or {}
                 self.fields[f"new_{name}"].help_text = (
                     f"Stored: {masked_keys(stored)}. Leave empty to keep; a JSON object replaces them."
                 )
+
+    def clean_dsn(self):
+        return dsn_keeping_password(self.cleaned_data.get("dsn") or "", self.instance.dsn or "")
 
     def save(self, commit=True):
         for name in ("credentials", "headers"):

@@ -11,7 +11,6 @@ import io
 import sqlite3
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
@@ -20,7 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 from ..choices import ResourceKind, Role, Visibility
 from ..models import Category, Device, Instance, Integration, Membership, Organization
 from ..services import catalog, drafts, installs, media, publishing
+from ..validators import sqlite_device_folder
 from .handlers import SHAPES
+
+DEMO_ERP_FILE = "erp.sqlite3"
 
 CATEGORIES = [
     ("ERP", "erp", "Order, invoice and master-data flows with ERP systems."),
@@ -90,9 +92,10 @@ def make_icon(name: str, colour: tuple[int, int, int], size: int = 512) -> bytes
     return out.getvalue()
 
 
-def demo_erp_database() -> Path:
-    """A small SQLite 'ERP' the demo SQL devices point at."""
-    path = Path(settings.DATA_DIR) / "demo" / "erp.sqlite3"
+def demo_erp_database(org: Organization) -> Path:
+    """A small SQLite 'ERP' the demo SQL device points at, in its organization's device
+    folder (SQLite devices may not open files anywhere else)."""
+    path = sqlite_device_folder(org.pk) / DEMO_ERP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
@@ -183,9 +186,9 @@ class DemoLoader:
         return integration
 
     def devices(self, org):
-        erp_path = demo_erp_database()
+        demo_erp_database(org)
         specs = [
-            ("Demo ERP database", ResourceKind.SQL, {"dsn": f"sqlite:///{erp_path}"}),
+            ("Demo ERP database", ResourceKind.SQL, {"dsn": f"sqlite:///{DEMO_ERP_FILE}"}),
             ("Front-desk printer", ResourceKind.HTTP, {"base_url": "http://127.0.0.1:8000/demo/printer/"}),
             ("Team chat", ResourceKind.HTTP, {"base_url": "http://127.0.0.1:8000/demo/chat/",
                                               "credentials": {"token": "demo-chat-token"}}),
@@ -194,8 +197,16 @@ class DemoLoader:
         for name, kind, fields in specs:
             device = Device.objects.filter(organization=org, name=name).first()
             if device is None:
-                device = Device.objects.create(organization=org, name=name, kind=kind, **fields)
+                device = Device(organization=org, name=name, kind=kind, **fields)
+                device.full_clean()
+                device.save()
                 self.note(f"device {name}")
+            elif kind == ResourceKind.SQL and device.dsn != fields["dsn"]:
+                # Demo data of an earlier release pointed at var/demo/, outside the device folder.
+                device.dsn = fields["dsn"]
+                device.full_clean()
+                device.save(update_fields=["dsn"])
+                self.note(f"device {name} (moved to the device folder)")
             devices[name] = device
         return devices
 

@@ -1,14 +1,19 @@
 """ctx.device.http and ctx.device.sql against real local servers and databases."""
 from __future__ import annotations
 
+import socket
 import sqlite3
+import threading
+import time
 import uuid
 
 import psycopg
 import pytest
 from django.db import connection
 
-from marketplace.models import Organization
+from marketplace.choices import ResourceKind
+from marketplace.models import Device, Organization
+from marketplace.validators import sqlite_device_folder
 from runtime.dispatch import DeviceSpec, postgres_query
 from runtime.stores import MemoryStore, tenant_sqlite_path
 
@@ -150,6 +155,138 @@ def test_an_unreachable_device_is_an_http_error(run_code):
     assert outcome.error.code == "http_error"
 
 
+# --- HTTP: one deadline for the whole exchange -------------------------------------------
+
+class DrippingDevice:
+    """A device on a raw socket that sends ``head`` at once, then ``drip`` one byte every
+    0.2 s, then ``tail``. ``outcome()`` says whether the client stayed until all was sent
+    ("finished") or hung up before the device was done ("hung_up")."""
+
+    def __init__(self, head: bytes, drip: bytes, tail: bytes = b"", scheme: str = "http"):
+        self.head, self.drip, self.tail = head, drip, tail
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.result: list[str] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.listener.accept()
+        with conn:
+            request = conn.recv(4096)  # a TLS ClientHello, or the start of a request
+            while self.url.startswith("http:") and b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            try:
+                conn.sendall(self.head)
+                for byte in self.drip:
+                    time.sleep(0.2)
+                    conn.sendall(bytes([byte]))
+                conn.sendall(self.tail)
+            except OSError:  # the client closed: the next send after that fails
+                self.result.append("hung_up")
+            else:
+                self.result.append("finished")
+
+    def outcome(self) -> str:
+        self.thread.join(30)
+        return self.result[0] if self.result else "still running"
+
+    def close(self):
+        self.listener.close()
+
+
+# 20 bytes, 0.2 s apart: 4 s of dripping against runs of 1 s.
+DRIP = b"X-Slow: " + b"a" * 12
+DRIPS = {
+    "status line and headers": (b"", b"HTTP/1.1 200 OK\r\n" + DRIP, b"\r\nContent-Length: 2\r\n\r\nok"),
+    "body": (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", b"b" * 20, b""),
+    "chunked body": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n", b"c" * 20, b"\r\n0\r\n\r\n"),
+    # A TLS handshake record (ServerHello) that never completes.
+    "TLS handshake": (b"", b"\x16\x03\x03\x00\x40" + b"\x02" * 15, b"", "https"),
+}
+
+
+@pytest.fixture(params=list(DRIPS))
+def dripping_device(request):
+    device = DrippingDevice(*DRIPS[request.param])
+    yield device
+    device.close()
+
+
+def test_a_dripping_device_cannot_hold_a_run_past_its_deadline(run_code, dripping_device):
+    outcome = run_code('function h(ctx, input) pcall(ctx.device.http, "printer", { path = "/" }) return "done" end',
+                       resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=dripping_device.url)},
+                       limits=small_limits(timeout_ms=1000))
+
+    assert outcome.error is not None and outcome.error.code == "timeout"
+    assert dripping_device.outcome() == "hung_up"
+
+
+def test_a_dripping_device_cannot_outlast_the_requests_own_timeout(run_code, dripping_device):
+    outcome = run_code(
+        """function h(ctx, input)
+          local ok, err = pcall(ctx.device.http, "printer", { path = "/", timeout = 500 })
+          return err
+        end""",
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=dripping_device.url)},
+    )
+
+    assert outcome.result == "main.lua:2: http_error: GET /: timed out", outcome.error
+    assert dripping_device.outcome() == "hung_up"
+
+
+def test_a_device_that_is_quick_enough_is_read_to_the_end(run_code):
+    device = DrippingDevice(*DRIPS["chunked body"])
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { path = "/" }).body end',
+                       resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=device.url)})
+    device.close()
+
+    assert outcome.result == "c" * 20, outcome.error
+
+
+def test_an_unresolvable_host_is_an_http_error(run_code):
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", {}) end', resources=HTTP,
+                       devices={"printer": DeviceSpec(kind="http", base_url="http://no-such-host.invalid/")})
+    assert outcome.error.code == "http_error"
+
+
+# --- text that is not valid Unicode ----------------------------------------------------------
+
+@pytest.fixture
+def odd_text_server():
+    from .conftest import _Server
+
+    server = _Server({
+        "/surrogate": lambda r: (200, {"Content-Type": "application/json"}, b'{"name": "a\\ud800b", "\\udc00": [1]}'),
+        "/latin1": lambda r: (200, {"Content-Type": "application/json"}, b'{"name": "caf\xe9"}'),
+    })
+    yield server
+    server.close()
+
+
+def test_a_lone_surrogate_in_a_json_response_becomes_a_replacement_character(run_code, odd_text_server):
+    outcome = run_code(
+        'function h(ctx, input) local r = ctx.device.http("printer", { path = "/surrogate" }) return r.json end',
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=odd_text_server.url)},
+    )
+    assert outcome.result == {"name": "a\ufffdb", "\ufffd": [1]}, outcome.error
+
+
+def test_invalid_utf8_in_a_response_becomes_a_replacement_character(run_code, odd_text_server):
+    outcome = run_code(
+        'function h(ctx, input) local r = ctx.device.http("printer", { path = "/latin1" }) return { r.body, r.json } end',
+        resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=odd_text_server.url)},
+    )
+    assert outcome.result == ['{"name": "caf\ufffd"}', {"name": "caf\ufffd"}], outcome.error
+
+
+@pytest.mark.parametrize("expression", ["char(55296)", "CAST(x'636166e9' AS TEXT)"])
+def test_sqlite_text_that_is_not_utf8_becomes_a_replacement_character(run_code, sqlite_file, expression):
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "SELECT {expression} AS s")[1].s end',
+                       resources=SQL, devices=sqlite_device(sqlite_file))
+    assert outcome.error is None and "\ufffd" in outcome.result
+
+
 # --- SQL on SQLite -------------------------------------------------------------------------
 
 def sqlite_device(path) -> dict:
@@ -270,6 +407,76 @@ def test_postgres_writes_with_the_write_permission(run_code, postgres_table):
     assert outcome.result == 3, outcome.error
 
 
+@requires_postgres
+@pytest.mark.parametrize("statement", [
+    "COMMIT; DELETE FROM {table} WHERE id = 1",
+    "COMMIT; INSERT INTO {table} (id, state) VALUES (9, 'forged')",
+    "COMMIT; BEGIN READ WRITE; UPDATE {table} SET state = 'forged'",
+])
+def test_postgres_runs_one_statement_per_call(run_code, postgres_table, statement):
+    dsn, table = postgres_table
+    query = statement.format(table=table)
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "{query}") end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+
+    assert outcome.error.code == "sql_error"
+    assert "one statement per call" in outcome.error.message
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT id, state FROM {table} ORDER BY id").fetchall() == [(1, "open"), (2, "closed")]
+
+
+@requires_postgres
+@pytest.mark.parametrize("statement", [
+    "WITH gone AS (DELETE FROM {table} WHERE id = 1 RETURNING id) SELECT id FROM gone",
+    "SELECT set_config('transaction_read_only', 'off', true), (SELECT count(*) FROM {table})",
+])
+def test_postgres_stays_read_only_whatever_the_one_statement_does(run_code, postgres_table, statement):
+    dsn, table = postgres_table
+    query = statement.format(table=table)
+    outcome = run_code(f'function h(ctx, input) return ctx.device.sql("erp", "{query}") end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+
+    assert outcome.error.code in {"permission_denied", "sql_error"}, outcome.result
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (2,)
+
+
+@requires_postgres
+def test_postgres_refuses_a_statement_timeout_change_before_a_long_query(run_code, postgres_table):
+    dsn, _table = postgres_table
+    outcome = run_code(
+        'function h(ctx, input) return ctx.device.sql("erp", "SET LOCAL statement_timeout = 0; SELECT pg_sleep(3)") end',
+        resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, limits=small_limits(timeout_ms=1000),
+    )
+    assert outcome.error.code == "sql_error"
+    assert "one statement per call" in outcome.error.message
+
+
+@requires_postgres
+@pytest.mark.parametrize("query", [
+    "SELECT set_config('statement_timeout', '0', false), pg_sleep(3)",
+    "SELECT pg_sleep(3)",
+])
+def test_postgres_queries_are_cancelled_at_the_deadline(run_code, postgres_table, query):
+    dsn, _table = postgres_table
+    outcome = run_code(f'function h(ctx, input) pcall(ctx.device.sql, "erp", "{query}") return "done" end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)},
+                       limits=small_limits(timeout_ms=1000))
+
+    assert outcome.error is not None and outcome.error.code == "timeout"
+    with psycopg.connect(dsn) as conn:  # the statement was cancelled, not left running
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT %pg_sleep(3)%' AND state = 'active'"
+                            " AND pid <> pg_backend_pid()").fetchone() == (0,)
+
+
+@requires_postgres
+def test_postgres_text_with_a_lone_surrogate_becomes_a_replacement_character(run_code, postgres_table):
+    dsn, _table = postgres_table
+    outcome = run_code("""function h(ctx, input) return ctx.device.sql("erp", [[SELECT '{"a": "\\ud800"}'::json AS j]])[1].j end""",
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)})
+    assert outcome.result == {"a": "\ufffd"}, outcome.error
+
+
 @pytest.mark.django_db
 def test_a_sqlite_device_cannot_point_at_the_platforms_own_files(run_code, tenant_dir):
     org = Organization.objects.create(name="Victim", slug="victim")
@@ -279,3 +486,61 @@ def test_a_sqlite_device_cannot_point_at_the_platforms_own_files(run_code, tenan
                        resources=SQL, devices=sqlite_device(path), store=MemoryStore())
     assert outcome.error.code == "sql_error"
     assert "belongs to the platform" in outcome.error.message
+
+
+# --- SQLite devices stay in their organization's folder ------------------------------------
+
+@pytest.fixture
+def acme_and_globex(db, sqlite_file):
+    """Two organizations; Acme's ERP file in Acme's device folder."""
+    acme = Organization.objects.create(name="Acme", slug="acme")
+    globex = Organization.objects.create(name="Globex", slug="globex")
+    folder = sqlite_device_folder(acme.pk)
+    folder.mkdir(parents=True)
+    erp = sqlite_file.rename(folder / "erp.sqlite3")
+    return acme, globex, erp
+
+
+def test_a_device_row_pointing_at_another_organizations_file_is_refused_at_run_time(run_code, acme_and_globex):
+    _acme, globex, erp = acme_and_globex
+    # Saved past validation, as a row from before the rule would be.
+    device = Device.objects.create(organization=globex, name="ERP", kind=ResourceKind.SQL, dsn=f"sqlite:///{erp}")
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "DELETE FROM orders") end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.error.code == "sql_error"
+    assert str(sqlite_device_folder(globex.pk).resolve()) in outcome.error.message
+    assert sqlite3.connect(erp).execute("SELECT count(*) FROM orders").fetchone() == (3,)
+
+
+def test_a_symlink_placed_after_saving_is_refused_at_run_time(run_code, acme_and_globex):
+    _acme, globex, erp = acme_and_globex
+    device = Device(organization=globex, name="ERP", kind=ResourceKind.SQL, dsn="sqlite:///erp.sqlite3")
+    device.full_clean()
+    device.save()
+    folder = sqlite_device_folder(globex.pk)
+    folder.mkdir(parents=True)
+    (folder / "erp.sqlite3").symlink_to(erp)
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders") end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.error.code == "sql_error" and "device folder" in outcome.error.message
+
+
+def test_a_device_reads_a_file_of_its_own_folder(run_code, acme_and_globex):
+    acme, _globex, _erp = acme_and_globex
+    device = Device.objects.create(organization=acme, name="ERP", kind=ResourceKind.SQL, dsn="sqlite:///erp.sqlite3")
+
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_device(device)})
+
+    assert outcome.result == 3, outcome.error
+
+
+def test_a_developers_own_binding_may_open_any_file_but_the_platforms(run_code, sqlite_file):
+    """``run_handler --bind`` runs on the developer's own machine, with their own files."""
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n end',
+                       resources=SQL, devices={"erp": DeviceSpec.from_target(f"sqlite:///{sqlite_file}")})
+    assert outcome.result == 3, outcome.error

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from marketplace.choices import ResourceKind, RunStatus, Trigger
 from marketplace.models import ContainerEntry, HandlerRun, Instance, ResourceBinding
+from marketplace.validators import sqlite_device_folder
 from runtime.execution import LAST_RUN_AT_GRANULARITY, clear_program_cache, execute_run, run_now
 from runtime.runs import process_run
 
@@ -60,7 +61,10 @@ def instance(db, sqlite_file):
     instance = Instance.objects.create(
         organization=org, version=version, name="erp", config={"site": "HQ"}, secret_config={"apiKey": "s3cret"}
     )
-    device = factories.make_device(org, ResourceKind.SQL, dsn=f"sqlite:///{sqlite_file}")
+    folder = sqlite_device_folder(org.pk)
+    folder.mkdir(parents=True)
+    sqlite_file.rename(folder / "erp.sqlite3")
+    device = factories.make_device(org, ResourceKind.SQL, dsn="sqlite:///erp.sqlite3")
     ResourceBinding.objects.create(instance=instance, alias="erp", device=device)
     return instance
 
