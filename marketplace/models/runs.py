@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from ..choices import RunStatus, Trigger
 
@@ -38,6 +39,9 @@ class HandlerRun(models.Model):
             models.Index(fields=["instance", "-created_at"], name="handlerrun_history_idx"),
             # Pruning old runs by age.
             models.Index(fields=["created_at"], name="handlerrun_age_idx"),
+            # The queued-runs cap: how many runs of an instance wait (runtime.runs.queued_counts).
+            # Partial, so it holds only the few rows that are queued.
+            models.Index(fields=["instance"], condition=Q(status="queued"), name="handlerrun_queued_idx"),
         ]
 
     def __str__(self) -> str:
