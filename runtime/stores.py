@@ -301,7 +301,7 @@ class DjangoStore(Store):
         with transaction.atomic():
             usage = self._usage(tenant)
             for recounted in (False, True):
-                old = entry.values_list("size", flat=True).first()
+                old = entry.order_by().values_list("size", flat=True).first()
                 error = quota.refuse(usage.bytes, usage.entries, size - (old or 0), int(old is None))
                 if error is None:
                     break
@@ -316,7 +316,7 @@ class DjangoStore(Store):
     def _charged_delete(self, *, tenant: bool, entry) -> bool:
         with transaction.atomic():
             usage = self._usage(tenant)
-            old = entry.values_list("size", flat=True).first()
+            old = entry.order_by().values_list("size", flat=True).first()
             if old is None:
                 return False
             entry.delete()
