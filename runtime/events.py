@@ -66,6 +66,23 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
     return enqueue_runs(runs)
 
 
+def polled_items(result) -> dict[str, object]:
+    """A polling timer's result ``{items = {{id = ..., data = ...}, ...}}`` as item id →
+    data, in the order returned, the first of each id kept; items without a usable id are
+    skipped."""
+    items = result.get("items") if isinstance(result, dict) else None
+    if isinstance(items, dict):  # a Lua array can arrive as {1: ..., 2: ...}
+        items = [items[k] for k in sorted(items, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    if not isinstance(items, list):
+        return {}
+    fresh: dict[str, object] = {}
+    for item in items:
+        if not isinstance(item, dict) or isinstance(item.get("id"), (dict, list, bool)) or item.get("id") is None:
+            continue
+        fresh.setdefault(str(item["id"])[:255], item.get("data"))
+    return fresh
+
+
 @transaction.atomic
 def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     """A polling timer (``emits``) returned ``{items = {{id = ..., data = ...}, ...}}``:
@@ -79,17 +96,7 @@ def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     run = HandlerRun.objects.select_related("instance__version").get(pk=run.pk)
     spec = run.instance.version.handlers.get(run.handler) or {}
     event = spec.get("emits") if spec.get("type") == "timer" else None
-    items = run.result.get("items") if isinstance(run.result, dict) else None
-    if not event or not isinstance(items, (list, dict)):
-        return []
-    if isinstance(items, dict):  # a Lua array can arrive as {1: ..., 2: ...}
-        items = [items[k] for k in sorted(items, key=lambda k: int(k) if str(k).isdigit() else 0)]
-    fresh: dict[str, object] = {}
-    for item in items:
-        if not isinstance(item, dict) or isinstance(item.get("id"), (dict, list, bool)) or item.get("id") is None:
-            continue
-        item_id = str(item["id"])[:255]
-        fresh.setdefault(item_id, item.get("data"))
+    fresh = polled_items(run.result) if event else {}
     if not fresh:
         return []
     known = set(

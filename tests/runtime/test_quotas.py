@@ -458,10 +458,13 @@ def fill_package(tmp_path) -> Path:
         "handlers": {
             "fill": {"type": "rpc", "file": "main.lua", "function": "fill"},
             "sort": {"type": "rpc", "file": "main.lua", "function": "sort"},
+            "poll": {"type": "timer", "file": "main.lua", "function": "poll", "schedule": {"every": "1m"},
+                     "emits": "order.created"},
+            "onOrder": {"type": "event", "event": "order.created", "file": "main.lua", "function": "on_order"},
         },
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    (folder / "main.lua").write_text(FILL_LUA + """
+    (folder / "main.lua").write_text(FILL_LUA + POLL_LUA + """
 function sort(ctx, input)
   return ctx.sql("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 400) "
                  .. "SELECT count(*) AS n FROM (SELECT randomblob(1000000) AS b FROM r ORDER BY b)")
@@ -486,3 +489,10 @@ def test_run_handler_caps_what_a_tenant_query_holds_in_memory(fill_package):
     assert code == 1
     assert lines[0]["error"]["code"] == "quota_exceeded"
     assert "memory" in lines[0]["error"]["message"]
+
+
+def test_run_handler_warns_of_a_poll_over_the_cap(fill_package):
+    code, lines = run_handler(fill_package, "poll", env={"JUNCTION_POLL_MAX_ITEMS": "10"})
+    assert code == 0 and lines[0]["status"] == "succeeded"
+    assert lines[0]["logs"][-1]["level"] == "warn"
+    assert lines[0]["logs"][-1]["fields"] == {"items": 30, "cap": 10}
