@@ -385,6 +385,7 @@ class DjangoStore(Store):
 
         return (
             ContainerEntry.objects.filter(instance_id=self.instance_id, container=container, key=key)
+            .order_by()  # one row at most: by pk, not the model ordering (which joins the instance)
             .values_list("value", flat=True)
             .first()
         )
