@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -253,6 +253,37 @@ def tenant_sqlite_path(organization_id: int) -> Path:
     return root / f"{int(organization_id)}.sqlite3"
 
 
+@dataclass
+class _Usage:
+    """A scope's ``StorageUsage`` row, as read under its lock."""
+
+    id: int
+    bytes: int
+    entries: int
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _column(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _entry_size(cursor, model, where: str, params: list) -> int | None:
+    """The charge of the entry ``where`` selects, or None when there is none."""
+    cursor.execute(f"SELECT size FROM {_table(model)} WHERE {where}", params)
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _save_usage(cursor, usage: _Usage) -> None:
+    from marketplace.models import StorageUsage
+
+    cursor.execute(f"UPDATE {_table(StorageUsage)} SET bytes = %s, entries = %s WHERE id = %s",
+                   [usage.bytes, usage.entries, usage.id])
+
+
 class DjangoStore(Store):
     """Storage of one installed instance (and its organization, for the tenant parts).
 
@@ -267,21 +298,35 @@ class DjangoStore(Store):
         self.organization_id = instance.organization_id
 
     # --- quotas ---
-    def _usage(self, tenant: bool):
+    # Every write pays for these statements, so they are plain SQL: building them with the
+    # ORM costs several times what running them does (bench/bench_storage.py).
+    def _scope(self, tenant: bool) -> tuple[str, list]:
+        if tenant:
+            return "organization_id = %s AND instance_id IS NULL", [self.organization_id]
+        return "instance_id = %s", [self.instance_id]
+
+    def _usage(self, cursor, tenant: bool) -> _Usage:
         """The scope's usage row, locked until the transaction ends; created, and counted
         from the entries already there, the first time the scope is written."""
         from marketplace.models import StorageUsage
 
-        scope = {"organization_id": self.organization_id, "instance_id": None if tenant else self.instance_id}
-        rows = StorageUsage.objects.select_for_update().filter(**scope)
-        usage = rows.first()
-        if usage is None:
-            StorageUsage.objects.bulk_create([StorageUsage(**scope)], ignore_conflicts=True)
-            usage = rows.get()
-            self._recount(usage, tenant)
+        where, params = self._scope(tenant)
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        select = f"SELECT id, bytes, entries FROM {_table(StorageUsage)} WHERE {where}{lock}"
+        cursor.execute(select, params)
+        row = cursor.fetchone()
+        if row is not None:
+            return _Usage(*row)
+        StorageUsage.objects.bulk_create(
+            [StorageUsage(organization_id=self.organization_id, instance_id=None if tenant else self.instance_id)],
+            ignore_conflicts=True,
+        )
+        cursor.execute(select, params)
+        usage = _Usage(*cursor.fetchone())
+        self._recount(cursor, usage, tenant)
         return usage
 
-    def _recount(self, usage, tenant: bool) -> None:
+    def _recount(self, cursor, usage: _Usage, tenant: bool) -> None:
         """Purge the scope's expired cache entries and count exactly what is left."""
         from marketplace.models import CacheEntry, ContainerEntry
 
@@ -291,39 +336,48 @@ class DjangoStore(Store):
         totals = [part.aggregate(bytes=Sum("size"), entries=Count("pk")) for part in parts]
         usage.bytes = sum(t["bytes"] or 0 for t in totals)
         usage.entries = sum(t["entries"] for t in totals)
-        usage.save(update_fields=["bytes", "entries"])
+        _save_usage(cursor, usage)
 
-    def _charged_write(self, *, tenant: bool, entry, size: int, write) -> None:
-        """Write one entry (``entry``: the queryset selecting it) of ``size`` bytes under the
-        scope's lock, charging the difference to its quota; ``write(exists)`` stores it.
-        A scope found full is recounted (expired cache entries purged) before refusing."""
+    def _charged_write(self, *, tenant: bool, entry: tuple, size: int, write) -> None:
+        """Write one entry of ``size`` bytes under the scope's lock, charging the difference
+        to its quota; ``entry`` is (model, WHERE clause, params) selecting it, and
+        ``write(exists)`` stores it. A scope found full is recounted (expired cache entries
+        purged) before refusing."""
         quota = tenant_cache_quota() if tenant else instance_quota()
-        with transaction.atomic():
-            usage = self._usage(tenant)
+        with transaction.atomic(), connection.cursor() as cursor:
+            usage = self._usage(cursor, tenant)
             for recounted in (False, True):
-                old = entry.order_by().values_list("size", flat=True).first()
+                old = _entry_size(cursor, *entry)
                 error = quota.refuse(usage.bytes, usage.entries, size - (old or 0), int(old is None))
                 if error is None:
                     break
                 if recounted:
                     raise error
-                self._recount(usage, tenant)
+                self._recount(cursor, usage, tenant)
             write(old is not None)
             usage.bytes += size - (old or 0)
             usage.entries += int(old is None)
-            usage.save(update_fields=["bytes", "entries"])
+            _save_usage(cursor, usage)
 
-    def _charged_delete(self, *, tenant: bool, entry) -> bool:
-        with transaction.atomic():
-            usage = self._usage(tenant)
-            old = entry.order_by().values_list("size", flat=True).first()
+    def _charged_delete(self, *, tenant: bool, entry: tuple) -> bool:
+        model, where, params = entry
+        with transaction.atomic(), connection.cursor() as cursor:
+            usage = self._usage(cursor, tenant)
+            old = _entry_size(cursor, *entry)
             if old is None:
                 return False
-            entry.delete()
+            # No signals or cascades hang on entries: the DELETE Django's fast path would send.
+            cursor.execute(f"DELETE FROM {_table(model)} WHERE {where}", params)
             usage.bytes = max(0, usage.bytes - old)
             usage.entries = max(0, usage.entries - 1)
-            usage.save(update_fields=["bytes", "entries"])
+            _save_usage(cursor, usage)
             return True
+
+    def _cache_entry(self, key: str, tenant: bool) -> tuple:
+        from marketplace.models import CacheEntry
+
+        where, params = self._scope(tenant)
+        return CacheEntry, f"{where} AND {_column('key')} = %s", [*params, key]
 
     # --- cache entries (instance-scoped or tenant-scoped) ---
     def _cache_scope(self, tenant: bool) -> Q:
@@ -348,19 +402,20 @@ class DjangoStore(Store):
 
         expires_at = timezone.now() + timedelta(seconds=ttl) if ttl else None
         size = entry_size(key, value)
-        entry = CacheEntry.objects.filter(self._cache_scope(tenant), key=key)
 
         def write(exists: bool) -> None:
             # The scope's lock is held: no concurrent run can create the key in between.
             if exists:
-                entry.update(value=value, expires_at=expires_at, size=size)
+                CacheEntry.objects.filter(self._cache_scope(tenant), key=key).update(
+                    value=value, expires_at=expires_at, size=size
+                )
             else:
                 CacheEntry.objects.create(
                     organization_id=self.organization_id, instance_id=None if tenant else self.instance_id,
                     key=key, value=value, expires_at=expires_at, size=size,
                 )
 
-        self._charged_write(tenant=tenant, entry=entry, size=size, write=write)
+        self._charged_write(tenant=tenant, entry=self._cache_entry(key, tenant), size=size, write=write)
 
     def cache_get(self, key):
         return self._cache_get(key, tenant=False)
@@ -375,9 +430,7 @@ class DjangoStore(Store):
         self._cache_set(key, value, ttl, tenant=True)
 
     def tenant_cache_delete(self, key):
-        from marketplace.models import CacheEntry
-
-        return self._charged_delete(tenant=True, entry=CacheEntry.objects.filter(self._cache_scope(True), key=key))
+        return self._charged_delete(tenant=True, entry=self._cache_entry(key, True))
 
     # --- data containers ---
     def container_get(self, container, key):
@@ -403,8 +456,7 @@ class DjangoStore(Store):
                 update_fields=["value", "size", "updated_at"],
             )
 
-        entry = ContainerEntry.objects.filter(instance_id=self.instance_id, container=container, key=key)
-        self._charged_write(tenant=False, entry=entry, size=size, write=write)
+        self._charged_write(tenant=False, entry=self._container_entry(container, key), size=size, write=write)
 
     def container_list(self, container, limit):
         from marketplace.models import ContainerEntry
@@ -417,10 +469,13 @@ class DjangoStore(Store):
         return [{"key": key, "value": value} for key, value in rows]
 
     def container_delete(self, container, key):
+        return self._charged_delete(tenant=False, entry=self._container_entry(container, key))
+
+    def _container_entry(self, container: str, key: str) -> tuple:
         from marketplace.models import ContainerEntry
 
-        entry = ContainerEntry.objects.filter(instance_id=self.instance_id, container=container, key=key)
-        return self._charged_delete(tenant=False, entry=entry)
+        where = f"instance_id = %s AND container = %s AND {_column('key')} = %s"
+        return ContainerEntry, where, [self.instance_id, container, key]
 
     # --- tenant SQL ---
     def tenant_sql(self, query, params, *, deadline, max_rows):
