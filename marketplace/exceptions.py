@@ -53,3 +53,14 @@ class Conflict(DomainError):
 
 class PermissionDenied(DomainError):
     status_code = 403
+
+
+class QuotaExceeded(DomainError):
+    """A quota or cap would be exceeded (e.g. an instance's queued runs); nothing was
+    written, and the same call may succeed later. ``code`` names the cap (docs/quotas.md)."""
+
+    status_code = 429
+
+    def __init__(self, message: str | None = None, *, code: str = "quota_exceeded", **kwargs):
+        super().__init__(message, **kwargs)
+        self.code = code

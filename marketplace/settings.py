@@ -361,6 +361,24 @@ JUNCTION_RUNTIME_TENANT_DIR = Path(env("JUNCTION_RUNTIME_TENANT_DIR", str(DATA_D
 # a device is saved and again at run time); run_handler --bind on a developer's machine is exempt.
 JUNCTION_DEVICE_SQLITE_DIR = Path(env("JUNCTION_DEVICE_SQLITE_DIR", str(DATA_DIR / "devices")))
 
+# --- Runtime: quotas and caps (runtime/stores.py, runs.py, events.py; docs/quotas.md) --------
+# Storage per instance: its data containers and instance cache together, in bytes of
+# compact JSON (value, key and container name) and in entries. Over it: quota_exceeded.
+JUNCTION_INSTANCE_STORAGE_MAX_BYTES = env_int("JUNCTION_INSTANCE_STORAGE_MAX_BYTES", 10 * 1024 * 1024)
+JUNCTION_INSTANCE_STORAGE_MAX_ENTRIES = env_int("JUNCTION_INSTANCE_STORAGE_MAX_ENTRIES", 10_000)
+# The tenant ctx.cache, shared by an organization's instances: the same measure, per organization.
+JUNCTION_TENANT_CACHE_MAX_BYTES = env_int("JUNCTION_TENANT_CACHE_MAX_BYTES", 10 * 1024 * 1024)
+JUNCTION_TENANT_CACHE_MAX_ENTRIES = env_int("JUNCTION_TENANT_CACHE_MAX_ENTRIES", 10_000)
+# ctx.sql: the organization's file, its TEMP tables (kept in memory) and the memory SQLite
+# may take in a process for sorts and other transient results (process-wide, 0: none).
+JUNCTION_TENANT_SQL_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_MAX_BYTES", 100 * 1024 * 1024)
+JUNCTION_TENANT_SQL_TEMP_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_TEMP_MAX_BYTES", 16 * 1024 * 1024)
+JUNCTION_TENANT_SQL_HEAP_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_HEAP_MAX_BYTES", 256 * 1024 * 1024)
+# Runs waiting per instance: an event or a timer slot beyond it is refused (queue_full).
+JUNCTION_INSTANCE_MAX_QUEUED_RUNS = env_int("JUNCTION_INSTANCE_MAX_QUEUED_RUNS", 1000)
+# New items one polling run may post; the rest are not marked seen and come with the next poll.
+JUNCTION_POLL_MAX_ITEMS = env_int("JUNCTION_POLL_MAX_ITEMS", 100)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

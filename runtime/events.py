@@ -1,6 +1,12 @@
 """Events: posting an event to an instance queues a run of each of its event handlers for
 that event name. Events come from the webhook URL (``runtime.views``), from code
-(``post_event``) and from polling timers (``post_polled_items``)."""
+(``post_event``) and from polling timers (``post_polled_items``).
+
+Caps (docs/quotas.md): an event that would take the instance beyond
+JUNCTION_INSTANCE_MAX_QUEUED_RUNS queued runs is refused whole (``QuotaExceeded``, code
+``queue_full``; the webhook answers 429). A polling run posts at most JUNCTION_POLL_MAX_ITEMS
+new items, and no more than the queue has room for: the others are not marked seen, so
+the next poll that returns them posts them, and a warning on the run says how many waited."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +22,7 @@ from marketplace.exceptions import InvalidInput
 from marketplace.models import HandlerRun, Instance
 
 from .models import SeenItem
-from .runs import enqueue_runs
+from .runs import enqueue_runs, queue_rooms, require_queue_room
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +45,20 @@ def event_handlers(instance: Instance, event: str) -> list[str]:
     ]
 
 
+def _event_runs(instance: Instance, event: str, payload) -> list[HandlerRun]:
+    return [
+        HandlerRun(instance=instance, handler=name, trigger=Trigger.EVENT, input={"event": event, "payload": payload})
+        for name in event_handlers(instance, event)
+    ]
+
+
 @transaction.atomic
 def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerRun]:
     """Queue one run per event handler of ``instance`` for ``event``, each with input
     ``{"event": event, "payload": payload}``. A disabled instance, or an event no handler
     listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name
-    or a payload the platform cannot store (``jsonvalues.check_value``)."""
+    or a payload the platform cannot store (``jsonvalues.check_value``), QuotaExceeded
+    (``queue_full``) when the instance's queue has no room for the runs."""
     validate_event_name(event)
     try:
         jsonvalues.check_value(payload)
@@ -53,11 +67,26 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
     # The stored flag, not the caller's copy: a disable that committed since must win.
     if not Instance.objects.filter(pk=instance.pk, enabled=True).exists():
         return []
-    runs = [
-        HandlerRun(instance=instance, handler=name, trigger=Trigger.EVENT, input={"event": event, "payload": payload})
-        for name in event_handlers(instance, event)
-    ]
+    runs = _event_runs(instance, event, payload)
+    require_queue_room(instance=instance, adding=len(runs))
     return enqueue_runs(runs)
+
+
+def polled_items(result) -> dict[str, object]:
+    """A polling timer's result ``{items = {{id = ..., data = ...}, ...}}`` as item id →
+    data, in the order returned, the first of each id kept; items without a usable id are
+    skipped."""
+    items = result.get("items") if isinstance(result, dict) else None
+    if isinstance(items, dict):  # a Lua array can arrive as {1: ..., 2: ...}
+        items = [items[k] for k in sorted(items, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    if not isinstance(items, list):
+        return {}
+    fresh: dict[str, object] = {}
+    for item in items:
+        if not isinstance(item, dict) or isinstance(item.get("id"), (dict, list, bool)) or item.get("id") is None:
+            continue
+        fresh.setdefault(str(item["id"])[:255], item.get("data"))
+    return fresh
 
 
 @transaction.atomic
@@ -65,21 +94,15 @@ def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     """A polling timer (``emits``) returned ``{items = {{id = ..., data = ...}, ...}}``:
     post each item whose id this (instance, handler) has not returned before as the
     ``emits`` event, payload ``data``, in the order returned. Remembers at most
-    JUNCTION_POLL_SEEN_MAX ids per timer, forgetting the oldest first."""
+    JUNCTION_POLL_SEEN_MAX ids per timer, forgetting the oldest first.
+
+    At most JUNCTION_POLL_MAX_ITEMS new items are posted, and only as many as the
+    instance's queue has room for; the rest are not remembered, so they are posted when a
+    later poll returns them again, and a ``warn`` line on the run records how many waited."""
     run = HandlerRun.objects.select_related("instance__version").get(pk=run.pk)
     spec = run.instance.version.handlers.get(run.handler) or {}
     event = spec.get("emits") if spec.get("type") == "timer" else None
-    items = run.result.get("items") if isinstance(run.result, dict) else None
-    if not event or not isinstance(items, (list, dict)):
-        return []
-    if isinstance(items, dict):  # a Lua array can arrive as {1: ..., 2: ...}
-        items = [items[k] for k in sorted(items, key=lambda k: int(k) if str(k).isdigit() else 0)]
-    fresh: dict[str, object] = {}
-    for item in items:
-        if not isinstance(item, dict) or isinstance(item.get("id"), (dict, list, bool)) or item.get("id") is None:
-            continue
-        item_id = str(item["id"])[:255]
-        fresh.setdefault(item_id, item.get("data"))
+    fresh = polled_items(run.result) if event else {}
     if not fresh:
         return []
     known = set(
@@ -89,6 +112,10 @@ def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     new_ids = [item_id for item_id in fresh if item_id not in known]
     if not new_ids:
         return []
+    # The stored flag, as post_event reads it: items of a disabled instance wait too.
+    if not Instance.objects.filter(pk=run.instance_id, enabled=True).exists():
+        return []
+    new_ids = _within_caps(run, new_ids, per_item=len(event_handlers(run.instance, event)))
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -110,8 +137,29 @@ def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     _forget_oldest(run.instance, run.handler)
     runs = []
     for item_id in new_ids:
-        runs += post_event(instance=run.instance, event=event, payload=fresh[item_id])
-    return runs
+        runs += _event_runs(run.instance, event, fresh[item_id])
+    return enqueue_runs(runs)
+
+
+def _within_caps(run: HandlerRun, new_ids: list[str], *, per_item: int) -> list[str]:
+    """The first of ``new_ids`` that JUNCTION_POLL_MAX_ITEMS and the instance's queue room
+    allow (``per_item`` runs each); what is left waits for a later poll, said on the run."""
+    cap = settings.JUNCTION_POLL_MAX_ITEMS
+    allowed = min(len(new_ids), cap) if cap > 0 else len(new_ids)
+    room = queue_rooms([run.instance_id])[run.instance_id] // per_item if per_item else allowed
+    why = f"at most {cap} are posted per poll (JUNCTION_POLL_MAX_ITEMS)"
+    if room < allowed:
+        allowed = room
+        why = (f"the instance's queue had room for {room} "
+               f"(at most {settings.JUNCTION_INSTANCE_MAX_QUEUED_RUNS} queued runs)")
+    waiting = len(new_ids) - allowed
+    if waiting:
+        message = (f"{waiting} of {len(new_ids)} new items wait for a later poll that returns them again: {why}")
+        log.warning("run %s: %s", run.pk, message)
+        line = {"level": "warn", "message": message, "fields": {"posted": allowed, "waiting": waiting}}
+        if line not in run.logs:  # a redelivered follow-up says it once
+            HandlerRun.objects.filter(pk=run.pk).update(logs=[*run.logs, line])
+    return new_ids[:allowed]
 
 
 def _forget_oldest(instance: Instance, handler: str) -> None:

@@ -15,12 +15,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from marketplace import access
 from marketplace.choices import RunStatus, Trigger
-from marketplace.exceptions import Conflict, InvalidInput
+from marketplace.exceptions import Conflict, InvalidInput, QuotaExceeded
 from marketplace.models import HandlerRun, Instance
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,44 @@ def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> l
     ids = [run.pk for run in runs]
     transaction.on_commit(lambda: publish_runs(ids, countdown=countdown))
     return runs
+
+
+# --- The queued-runs cap (JUNCTION_INSTANCE_MAX_QUEUED_RUNS) ---------------------------------
+
+QUEUE_FULL = "queue_full"
+
+
+def queue_rooms(instance_ids) -> dict[int, int]:
+    """How many more runs each instance may have queued, by id (one query on the partial
+    index of queued runs). No cap (setting 0): a room no burst reaches.
+
+    Events, polled items and timer slots check it; retries, replays and runs started by
+    hand do not (they are bounded by runs that exist, or by a person). Two posters racing
+    at the cap can each pass: the cap holds to within the number of concurrent posters."""
+    cap = settings.JUNCTION_INSTANCE_MAX_QUEUED_RUNS
+    ids = set(instance_ids)
+    if cap <= 0:
+        return dict.fromkeys(ids, 2**62)
+    counts = dict(
+        HandlerRun.objects.filter(status=RunStatus.QUEUED, instance_id__in=ids)
+        .values_list("instance_id").annotate(n=Count("pk")).values_list("instance_id", "n")
+    )
+    return {instance_id: max(0, cap - counts.get(instance_id, 0)) for instance_id in ids}
+
+
+def require_queue_room(*, instance: Instance, adding: int) -> None:
+    """Raise QuotaExceeded (code ``queue_full``) if ``adding`` more queued runs would take
+    the instance beyond JUNCTION_INSTANCE_MAX_QUEUED_RUNS."""
+    if not adding:
+        return
+    room = queue_rooms([instance.pk])[instance.pk]
+    if room < adding:
+        cap = settings.JUNCTION_INSTANCE_MAX_QUEUED_RUNS
+        raise QuotaExceeded(
+            f"{instance.name} has {cap - room} runs waiting, at most {cap}: {adding} more refused; "
+            "try again once its runs have caught up",
+            field="instance", code=QUEUE_FULL,
+        )
 
 
 def enqueue_run(*, instance: Instance, handler: str, trigger: str, input: dict | None = None,

@@ -90,7 +90,7 @@ ERROR_CODES = frozenset(
         "permission_denied", "invalid_alias", "unbound_alias", "invalid_argument", "http_error",
         "response_too_large", "sql_error", "too_many_rows", "container_unknown", "container_invalid",
         "value_too_large", "invalid_value", "pattern_too_complex", "syntax_error", "handler_not_found",
-        "result_too_large", "internal_error",
+        "result_too_large", "internal_error", "quota_exceeded",
     }
 )
 

@@ -10,7 +10,9 @@ Guarantees of the dispatcher (``dispatch_due``):
   to the first slot after now: after downtime a timer runs once, not once per missed slot;
 - each (schedule, slot) gets one HandlerRun at most: ``HandlerRun.idempotency_key`` is
   unique, so even a second beat cannot run a slot twice;
-- task messages are sent after the commit, so a worker never picks up a run it cannot see.
+- task messages are sent after the commit, so a worker never picks up a run it cannot see;
+- a slot of an instance with JUNCTION_INSTANCE_MAX_QUEUED_RUNS runs waiting is not queued
+  but recorded as a failed run (``queue_full``), so a backlog cannot grow without bound.
 """
 from __future__ import annotations
 
@@ -27,12 +29,13 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketplace import access
-from marketplace.choices import Trigger
+from marketplace.choices import RunStatus, Trigger
 from marketplace.exceptions import InvalidInput
 from marketplace.models import HandlerRun, Instance
 from marketplace.packaging import schedules as packaging_schedules
 
 from .models import TimerSchedule
+from .runs import QUEUE_FULL, queue_rooms
 
 log = logging.getLogger(__name__)
 
@@ -262,9 +265,24 @@ class DispatchReport:
     claimed: int = 0
     enqueued: int = 0
     skipped_disabled: int = 0
+    skipped_full: int = 0
     duplicates: int = 0
     batches: list[tuple[float, list[datetime]]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _queue_full_record(row: TimerSchedule, slot: datetime, now: datetime) -> HandlerRun:
+    """A timer slot skipped because its instance has JUNCTION_INSTANCE_MAX_QUEUED_RUNS runs
+    waiting, recorded as a failed run (``queue_full``) in the instance's history; it is
+    never sent to a worker, retried or run later. The slot's idempotency key is taken, as
+    a run's would be, so a second dispatcher does not run it either."""
+    cap = settings.JUNCTION_INSTANCE_MAX_QUEUED_RUNS
+    return HandlerRun(
+        instance_id=row.instance_id, handler=row.handler, trigger=Trigger.TIMER,
+        input={"lastRunAt": iso(row.last_run_at)}, idempotency_key=idempotency_key(row.pk, slot),
+        status=RunStatus.FAILED, error_code=QUEUE_FULL, finished_at=now, duration_ms=0,
+        error_message=f"slot {iso(slot)} skipped: the instance already has {cap} runs waiting (at most {cap})",
+    )
 
 
 def idempotency_key(schedule_id: int, slot: datetime) -> str:
@@ -310,10 +328,17 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
             )
             if not rows:
                 break
-            runs, slots = [], []
+            runs, slots, refused = [], [], []
+            rooms = queue_rooms({row.instance_id for row in rows if row.instance.enabled})
             for row in rows:
                 slot = row.next_run_at
-                if row.instance.enabled:
+                if not row.instance.enabled:  # kept in step by sync_schedules; this heals rows changed behind its back
+                    row.enabled = False
+                    report.skipped_disabled += 1
+                elif rooms[row.instance_id] <= 0:
+                    refused.append(_queue_full_record(row, slot, tick))
+                else:
+                    rooms[row.instance_id] -= 1
                     runs.append(HandlerRun(
                         instance_id=row.instance_id, handler=row.handler, trigger=Trigger.TIMER,
                         input={"lastRunAt": iso(row.last_run_at)},
@@ -321,12 +346,12 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
                     ))
                     slots.append(slot)
                     row.last_run_at = tick
-                else:  # kept in step by sync_schedules; this heals rows changed behind its back
-                    row.enabled = False
-                    report.skipped_disabled += 1
                 row.next_run_at = next_slot(row, max(tick, slot))
             _advance(rows)
             created = _insert_runs(runs)
+            if refused:
+                report.skipped_full += len(_insert_runs(refused))
+                log.warning("skipped %d timer slots: their instances' queues are full", len(refused))
             report.claimed += len(rows)
             report.enqueued += len(created)
             report.duplicates += len(runs) - len(created)

@@ -13,25 +13,35 @@ Tenant SQL isolation: each organization has its own SQLite file,
 ``JUNCTION_RUNTIME_TENANT_DIR/<organization id>.sqlite3``, and the connection is guarded
 (``dispatch.guard_sqlite``): ATTACH (including VACUUM INTO), DETACH, PRAGMA, transactions
 and extensions are denied by an authorizer and the attached-database limit is 0, so a
-statement can only ever reach its own organization's file. ``max_page_count`` caps its size.
+statement can only ever reach its own organization's file.
+
+Quotas (docs/quotas.md), the same in both implementations, so ``run_handler`` meets them
+first: an instance's containers and cache together, and an organization's tenant cache,
+are each capped in bytes (``entry_size``) and entries; a write over it raises the
+catchable ``quota_exceeded``. Replacing a value charges the difference, deleting frees its
+share, and expired cache entries are purged before a write is refused. The tenant SQL file
+is capped by ``max_page_count``; its TEMP tables live in memory under a page cap of their
+own, and SQLite's memory in the process (sorts, DISTINCT, temporary results) under a hard
+heap limit: none of them can fill the disk.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from .dispatch import guard_sqlite, remaining, sqlite_execute
-
-TENANT_MAX_PAGES = 25_600  # × 4 KiB pages = 100 MiB per organization
+from .sandbox import HostError
 
 
 class Store:
@@ -49,22 +59,114 @@ class Store:
     def tenant_sql(self, query: str, params: list, *, deadline: float, max_rows: int) -> list[dict]: ...
 
 
+# --- Quotas -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quota:
+    """The most one storage scope may hold."""
+
+    what: str
+    max_bytes: int
+    max_entries: int
+
+    def refuse(self, used_bytes: int, used_entries: int, add_bytes: int, add_entries: int) -> HostError | None:
+        """The error for a write adding ``add_*`` to a scope holding ``used_*``, or None
+        when it fits. A write that frees space always fits, even over a lowered quota."""
+        if add_bytes <= 0 and add_entries <= 0:
+            return None
+        if used_bytes + add_bytes <= self.max_bytes and used_entries + add_entries <= self.max_entries:
+            return None
+        return HostError(
+            "quota_exceeded",
+            f"{self.what} is full: it holds {used_bytes} bytes in {used_entries} entries, at most "
+            f"{self.max_bytes} bytes and {self.max_entries} entries; delete entries or give cached ones a ttl",
+        )
+
+
+def instance_quota() -> Quota:
+    return Quota("the instance's storage (containers and cache)",
+                 settings.JUNCTION_INSTANCE_STORAGE_MAX_BYTES, settings.JUNCTION_INSTANCE_STORAGE_MAX_ENTRIES)
+
+
+def tenant_cache_quota() -> Quota:
+    return Quota("the organization's cache (ctx.cache)",
+                 settings.JUNCTION_TENANT_CACHE_MAX_BYTES, settings.JUNCTION_TENANT_CACHE_MAX_ENTRIES)
+
+
+def entry_size(key: str, value: Any, container: str = "") -> int:
+    """What an entry is charged: its value as compact JSON, plus its key and container
+    name (ASCII-escaped JSON, so characters are bytes)."""
+    return len(json.dumps(value, separators=(",", ":"))) + len(key) + len(container)
+
+
+# --- Tenant SQL ---------------------------------------------------------------------------------
+
+_heap_limited = False
+
+
+def _limit_sqlite_heap() -> None:
+    """Cap the memory SQLite may take in this process (sorts, DISTINCT, temporary results
+    of tenant queries, which temp_store=MEMORY keeps off the disk). The pragma is
+    process-wide and can only lower the limit, so it is set once."""
+    global _heap_limited
+    limit = settings.JUNCTION_TENANT_SQL_HEAP_MAX_BYTES
+    if _heap_limited or not limit:
+        return
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA hard_heap_limit = {int(limit)}")
+    finally:
+        conn.close()
+    _heap_limited = True
+
+
 def _guarded_tenant_connection(target: str, deadline: float) -> sqlite3.Connection:
+    _limit_sqlite_heap()
     conn = sqlite3.connect(target, timeout=min(5.0, remaining(deadline)), isolation_level=None,
                            check_same_thread=False)
-    conn.execute(f"PRAGMA max_page_count = {TENANT_MAX_PAGES}")
     conn.execute("PRAGMA trusted_schema = OFF")
+    # TEMP tables and indexes in memory, under a page cap: never on disk, never unbounded.
+    conn.execute("PRAGMA temp_store = MEMORY")
+    for schema, limit in (("main", settings.JUNCTION_TENANT_SQL_MAX_BYTES),
+                          ("temp", settings.JUNCTION_TENANT_SQL_TEMP_MAX_BYTES)):
+        page_size = conn.execute(f"PRAGMA {schema}.page_size").fetchone()[0]
+        conn.execute(f"PRAGMA {schema}.max_page_count = {max(1, int(limit) // page_size)}")
     guard_sqlite(conn, deadline)
     return conn
 
 
+def tenant_sql_execute(conn: sqlite3.Connection, query: str, params: list, *, deadline: float,
+                       max_rows: int) -> list[dict]:
+    """``sqlite_execute`` on a tenant connection, a full file or TEMP space or the heap
+    limit reported as ``quota_exceeded``."""
+    try:
+        return sqlite_execute(conn, query, params, deadline=deadline, max_rows=max_rows)
+    except HostError as exc:
+        if exc.code == "sql_error" and "database or disk is full" in exc.message:
+            raise HostError(
+                "quota_exceeded",
+                f"the organization's SQL store is full: at most {settings.JUNCTION_TENANT_SQL_MAX_BYTES} bytes "
+                f"in its file and {settings.JUNCTION_TENANT_SQL_TEMP_MAX_BYTES} bytes in TEMP tables",
+            ) from None
+        raise
+    except MemoryError:  # SQLITE_NOMEM: the heap limit
+        raise HostError(
+            "quota_exceeded",
+            f"the query needed more memory than SQL may take ({settings.JUNCTION_TENANT_SQL_HEAP_MAX_BYTES} bytes "
+            "for sorts and temporary results)",
+        ) from None
+
+
 class MemoryStore(Store):
-    """Throw-away storage for the command line: nothing outlives the process."""
+    """Throw-away storage for the command line: nothing outlives the process. Quotas are
+    counted as ``DjangoStore`` counts them."""
 
     def __init__(self):
         self.cache: dict[str, tuple[Any, float | None]] = {}
         self.tenant_cache: dict[str, tuple[Any, float | None]] = {}
         self.containers: dict[str, dict[str, Any]] = {}
+        # Bytes charged per entry, by quota scope.
+        self._charged: dict[str, dict[tuple, int]] = {"instance": {}, "tenant": {}}
         self._sql: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -75,24 +177,47 @@ class MemoryStore(Store):
             return None
         value, expires = item
         if expires is not None and expires <= time.time():
-            bucket.pop(key, None)
-            return None
+            return None  # still charged until a write finds the scope full and purges it
         return value
 
     @staticmethod
     def _expiry(ttl):
         return time.time() + ttl if ttl else None
 
+    def _charge(self, scope: str, entry: tuple, size: int) -> None:
+        """Charge ``entry`` its new ``size`` in ``scope``, or raise ``quota_exceeded``."""
+        quota = instance_quota() if scope == "instance" else tenant_cache_quota()
+        charged = self._charged[scope]
+        for purged in (False, True):
+            old = charged.get(entry)
+            error = quota.refuse(sum(charged.values()), len(charged), size - (old or 0), int(old is None))
+            if error is None:
+                charged[entry] = size
+                return
+            if not purged:
+                self._purge_expired(scope)
+        raise error
+
+    def _purge_expired(self, scope: str) -> None:
+        bucket = self.cache if scope == "instance" else self.tenant_cache
+        now = time.time()
+        for key, (_, expires) in list(bucket.items()):
+            if expires is not None and expires <= now:
+                del bucket[key]
+                self._charged[scope].pop(("cache", key), None)
+
     def cache_get(self, key):
         return self._get(self.cache, key)
 
     def cache_set(self, key, value, ttl):
+        self._charge("instance", ("cache", key), entry_size(key, value))
         self.cache[key] = (value, self._expiry(ttl))
 
     def container_get(self, container, key):
         return self.containers.get(container, {}).get(key)
 
     def container_set(self, container, key, value):
+        self._charge("instance", ("container", container, key), entry_size(key, value, container))
         self.containers.setdefault(container, {})[key] = value
 
     def container_list(self, container, limit):
@@ -100,15 +225,18 @@ class MemoryStore(Store):
         return [{"key": k, "value": entries[k]} for k in sorted(entries)[:limit]]
 
     def container_delete(self, container, key):
+        self._charged["instance"].pop(("container", container, key), None)
         return self.containers.get(container, {}).pop(key, None) is not None
 
     def tenant_cache_get(self, key):
         return self._get(self.tenant_cache, key)
 
     def tenant_cache_set(self, key, value, ttl):
+        self._charge("tenant", ("cache", key), entry_size(key, value))
         self.tenant_cache[key] = (value, self._expiry(ttl))
 
     def tenant_cache_delete(self, key):
+        self._charged["tenant"].pop(("cache", key), None)
         return self.tenant_cache.pop(key, None) is not None
 
     def tenant_sql(self, query, params, *, deadline, max_rows):
@@ -116,7 +244,7 @@ class MemoryStore(Store):
             if self._sql is None:
                 self._sql = _guarded_tenant_connection(":memory:", deadline)
             guard_sqlite(self._sql, deadline)  # re-arm the progress handler with this run's deadline
-            return sqlite_execute(self._sql, query, params, deadline=deadline, max_rows=max_rows)
+            return tenant_sql_execute(self._sql, query, params, deadline=deadline, max_rows=max_rows)
 
 
 def tenant_sqlite_path(organization_id: int) -> Path:
@@ -125,13 +253,131 @@ def tenant_sqlite_path(organization_id: int) -> Path:
     return root / f"{int(organization_id)}.sqlite3"
 
 
+@dataclass
+class _Usage:
+    """A scope's ``StorageUsage`` row, as read under its lock."""
+
+    id: int
+    bytes: int
+    entries: int
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _column(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _entry_size(cursor, model, where: str, params: list) -> int | None:
+    """The charge of the entry ``where`` selects, or None when there is none."""
+    cursor.execute(f"SELECT size FROM {_table(model)} WHERE {where}", params)
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _save_usage(cursor, usage: _Usage) -> None:
+    from marketplace.models import StorageUsage
+
+    cursor.execute(f"UPDATE {_table(StorageUsage)} SET bytes = %s, entries = %s WHERE id = %s",
+                   [usage.bytes, usage.entries, usage.id])
+
+
 class DjangoStore(Store):
-    """Storage of one installed instance (and its organization, for the tenant parts)."""
+    """Storage of one installed instance (and its organization, for the tenant parts).
+
+    Every write and delete of an entry runs in one short transaction that first locks the
+    scope's ``StorageUsage`` row: concurrent runs of an instance (or of an organization, for
+    the tenant cache) queue there for the few statements of a write, and the quota check,
+    the entry and the counter change together."""
 
     def __init__(self, instance):
         self.instance = instance
         self.instance_id = instance.pk
         self.organization_id = instance.organization_id
+
+    # --- quotas ---
+    # Every write pays for these statements, so they are plain SQL: building them with the
+    # ORM costs several times what running them does (bench/bench_storage.py).
+    def _scope(self, tenant: bool) -> tuple[str, list]:
+        if tenant:
+            return "organization_id = %s AND instance_id IS NULL", [self.organization_id]
+        return "instance_id = %s", [self.instance_id]
+
+    def _usage(self, cursor, tenant: bool) -> _Usage:
+        """The scope's usage row, locked until the transaction ends; created, and counted
+        from the entries already there, the first time the scope is written."""
+        from marketplace.models import StorageUsage
+
+        where, params = self._scope(tenant)
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        select = f"SELECT id, bytes, entries FROM {_table(StorageUsage)} WHERE {where}{lock}"
+        cursor.execute(select, params)
+        row = cursor.fetchone()
+        if row is not None:
+            return _Usage(*row)
+        StorageUsage.objects.bulk_create(
+            [StorageUsage(organization_id=self.organization_id, instance_id=None if tenant else self.instance_id)],
+            ignore_conflicts=True,
+        )
+        cursor.execute(select, params)
+        usage = _Usage(*cursor.fetchone())
+        self._recount(cursor, usage, tenant)
+        return usage
+
+    def _recount(self, cursor, usage: _Usage, tenant: bool) -> None:
+        """Purge the scope's expired cache entries and count exactly what is left."""
+        from marketplace.models import CacheEntry, ContainerEntry
+
+        cache = CacheEntry.objects.filter(self._cache_scope(tenant))
+        cache.filter(expires_at__lte=timezone.now()).delete()
+        parts = [cache] if tenant else [cache, ContainerEntry.objects.filter(instance_id=self.instance_id)]
+        totals = [part.aggregate(bytes=Sum("size"), entries=Count("pk")) for part in parts]
+        usage.bytes = sum(t["bytes"] or 0 for t in totals)
+        usage.entries = sum(t["entries"] for t in totals)
+        _save_usage(cursor, usage)
+
+    def _charged_write(self, *, tenant: bool, entry: tuple, size: int, write) -> None:
+        """Write one entry of ``size`` bytes under the scope's lock, charging the difference
+        to its quota; ``entry`` is (model, WHERE clause, params) selecting it, and
+        ``write(exists)`` stores it. A scope found full is recounted (expired cache entries
+        purged) before refusing."""
+        quota = tenant_cache_quota() if tenant else instance_quota()
+        with transaction.atomic(), connection.cursor() as cursor:
+            usage = self._usage(cursor, tenant)
+            for recounted in (False, True):
+                old = _entry_size(cursor, *entry)
+                error = quota.refuse(usage.bytes, usage.entries, size - (old or 0), int(old is None))
+                if error is None:
+                    break
+                if recounted:
+                    raise error
+                self._recount(cursor, usage, tenant)
+            write(old is not None)
+            usage.bytes += size - (old or 0)
+            usage.entries += int(old is None)
+            _save_usage(cursor, usage)
+
+    def _charged_delete(self, *, tenant: bool, entry: tuple) -> bool:
+        model, where, params = entry
+        with transaction.atomic(), connection.cursor() as cursor:
+            usage = self._usage(cursor, tenant)
+            old = _entry_size(cursor, *entry)
+            if old is None:
+                return False
+            # No signals or cascades hang on entries: the DELETE Django's fast path would send.
+            cursor.execute(f"DELETE FROM {_table(model)} WHERE {where}", params)
+            usage.bytes = max(0, usage.bytes - old)
+            usage.entries = max(0, usage.entries - 1)
+            _save_usage(cursor, usage)
+            return True
+
+    def _cache_entry(self, key: str, tenant: bool) -> tuple:
+        from marketplace.models import CacheEntry
+
+        where, params = self._scope(tenant)
+        return CacheEntry, f"{where} AND {_column('key')} = %s", [*params, key]
 
     # --- cache entries (instance-scoped or tenant-scoped) ---
     def _cache_scope(self, tenant: bool) -> Q:
@@ -155,20 +401,21 @@ class DjangoStore(Store):
         from marketplace.models import CacheEntry
 
         expires_at = timezone.now() + timedelta(seconds=ttl) if ttl else None
-        lookup = {"organization_id": self.organization_id, "key": key,
-                  "instance_id": None if tenant else self.instance_id}
-        for attempt in range(2):
-            try:
-                with transaction.atomic():
-                    updated = CacheEntry.objects.filter(self._cache_scope(tenant), key=key).update(
-                        value=value, expires_at=expires_at
-                    )
-                    if not updated:
-                        CacheEntry.objects.create(value=value, expires_at=expires_at, **lookup)
-                return
-            except IntegrityError:  # a concurrent run created it first: update it
-                if attempt:
-                    raise
+        size = entry_size(key, value)
+
+        def write(exists: bool) -> None:
+            # The scope's lock is held: no concurrent run can create the key in between.
+            if exists:
+                CacheEntry.objects.filter(self._cache_scope(tenant), key=key).update(
+                    value=value, expires_at=expires_at, size=size
+                )
+            else:
+                CacheEntry.objects.create(
+                    organization_id=self.organization_id, instance_id=None if tenant else self.instance_id,
+                    key=key, value=value, expires_at=expires_at, size=size,
+                )
+
+        self._charged_write(tenant=tenant, entry=self._cache_entry(key, tenant), size=size, write=write)
 
     def cache_get(self, key):
         return self._cache_get(key, tenant=False)
@@ -183,10 +430,7 @@ class DjangoStore(Store):
         self._cache_set(key, value, ttl, tenant=True)
 
     def tenant_cache_delete(self, key):
-        from marketplace.models import CacheEntry
-
-        deleted, _ = CacheEntry.objects.filter(self._cache_scope(True), key=key).delete()
-        return bool(deleted)
+        return self._charged_delete(tenant=True, entry=self._cache_entry(key, True))
 
     # --- data containers ---
     def container_get(self, container, key):
@@ -194,6 +438,7 @@ class DjangoStore(Store):
 
         return (
             ContainerEntry.objects.filter(instance_id=self.instance_id, container=container, key=key)
+            .order_by()  # one row at most: by pk, not the model ordering (which joins the instance)
             .values_list("value", flat=True)
             .first()
         )
@@ -201,13 +446,17 @@ class DjangoStore(Store):
     def container_set(self, container, key, value):
         from marketplace.models import ContainerEntry
 
-        # One INSERT … ON CONFLICT DO UPDATE: no race between concurrent runs.
-        ContainerEntry.objects.bulk_create(
-            [ContainerEntry(instance_id=self.instance_id, container=container, key=key, value=value)],
-            update_conflicts=True,
-            unique_fields=["instance", "container", "key"],
-            update_fields=["value", "updated_at"],
-        )
+        size = entry_size(key, value, container)
+
+        def write(exists: bool) -> None:
+            ContainerEntry.objects.bulk_create(
+                [ContainerEntry(instance_id=self.instance_id, container=container, key=key, value=value, size=size)],
+                update_conflicts=True,
+                unique_fields=["instance", "container", "key"],
+                update_fields=["value", "size", "updated_at"],
+            )
+
+        self._charged_write(tenant=False, entry=self._container_entry(container, key), size=size, write=write)
 
     def container_list(self, container, limit):
         from marketplace.models import ContainerEntry
@@ -220,17 +469,18 @@ class DjangoStore(Store):
         return [{"key": key, "value": value} for key, value in rows]
 
     def container_delete(self, container, key):
+        return self._charged_delete(tenant=False, entry=self._container_entry(container, key))
+
+    def _container_entry(self, container: str, key: str) -> tuple:
         from marketplace.models import ContainerEntry
 
-        deleted, _ = ContainerEntry.objects.filter(
-            instance_id=self.instance_id, container=container, key=key
-        ).delete()
-        return bool(deleted)
+        where = f"instance_id = %s AND container = %s AND {_column('key')} = %s"
+        return ContainerEntry, where, [self.instance_id, container, key]
 
     # --- tenant SQL ---
     def tenant_sql(self, query, params, *, deadline, max_rows):
         conn = _guarded_tenant_connection(str(tenant_sqlite_path(self.organization_id)), deadline)
         try:
-            return sqlite_execute(conn, query, params, deadline=deadline, max_rows=max_rows)
+            return tenant_sql_execute(conn, query, params, deadline=deadline, max_rows=max_rows)
         finally:
             conn.close()

@@ -8,10 +8,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from marketplace import jsonvalues
-from marketplace.exceptions import InvalidInput
+from marketplace.exceptions import InvalidInput, QuotaExceeded
 from marketplace.models import Instance
 
 from .events import post_event
+
+WEBHOOK_RETRY_AFTER_SECONDS = 30
 
 
 def refusal(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
@@ -26,7 +28,8 @@ def webhook(request, token: str, event: str):
     """202 with the queued run ids; 404 for an unknown token; 400 for a bad event name or
     a body that is not JSON the platform accepts (``marketplace.jsonvalues``: no NaN or
     Infinity, no lone surrogates or NUL, no duplicate keys, nesting at most
-    JUNCTION_JSON_MAX_DEPTH); 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
+    JUNCTION_JSON_MAX_DEPTH); 429 (code ``queue_full``, with Retry-After) when the
+    instance's queue is full; 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
     is a null payload. A disabled instance accepts the event and queues nothing.
     Refusals are ``{"error": {"code", "message"}}`` and queue nothing."""
     instance = Instance.objects.select_related("version").filter(webhook_token=token).first()
@@ -47,4 +50,8 @@ def webhook(request, token: str, event: str):
         runs = post_event(instance=instance, event=event, payload=payload)
     except InvalidInput as exc:
         return refusal(400, "invalid", exc.message, exc.errors)
+    except QuotaExceeded as exc:  # the instance's queue is full: the sender should retry later
+        response = refusal(429, exc.code, exc.message)
+        response["Retry-After"] = str(WEBHOOK_RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse({"event": event, "runs": [run.pk for run in runs]}, status=202)

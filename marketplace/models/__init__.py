@@ -5,7 +5,7 @@ from .instances import Instance, ResourceBinding
 from .media import ApiSchema, Attachment
 from .organizations import Membership, Organization
 from .runs import HandlerRun
-from .storage import CacheEntry, ContainerEntry
+from .storage import CacheEntry, ContainerEntry, StorageUsage
 from .versions import IntegrationVersion
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "Membership",
     "Organization",
     "ResourceBinding",
+    "StorageUsage",
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from ..choices import RunStatus, Trigger
 
@@ -42,6 +43,9 @@ class HandlerRun(models.Model):
             # only running runs are in it, however long the history grows.
             models.Index(fields=["started_at"], condition=models.Q(status=RunStatus.RUNNING),
                          name="handlerrun_running_idx"),
+            # The queued-runs cap: how many runs of an instance wait (runtime.runs.queued_counts).
+            # Partial, so it holds only the few rows that are queued.
+            models.Index(fields=["instance"], condition=Q(status="queued"), name="handlerrun_queued_idx"),
         ]
 
     def __str__(self) -> str:

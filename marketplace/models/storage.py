@@ -12,6 +12,8 @@ class ContainerEntry(models.Model):
     container = models.CharField(max_length=120)
     key = models.CharField(max_length=255)
     value = models.JSONField()
+    # Bytes charged to the instance's storage quota (runtime.stores.entry_size).
+    size = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -37,6 +39,8 @@ class CacheEntry(models.Model):
     )
     key = models.CharField(max_length=255)
     value = models.JSONField()
+    # Bytes charged to the instance's or the tenant's storage quota (runtime.stores.entry_size).
+    size = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -58,3 +62,35 @@ class CacheEntry(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class StorageUsage(models.Model):
+    """How much one storage scope holds, charged against its quota: an instance's
+    containers and cache together (``instance`` set), or an organization's tenant
+    ``ctx.cache`` (``instance`` null). Kept by ``runtime.stores`` on every write and
+    delete; writers of a scope lock its row first, so two runs cannot both take the last
+    of a quota. It may run high (expired entries purged by housekeeping, rows deleted by
+    hand): a write that finds the scope over quota recounts it exactly before refusing."""
+
+    organization = models.ForeignKey("marketplace.Organization", on_delete=models.CASCADE, related_name="+")
+    instance = models.ForeignKey(
+        "marketplace.Instance", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    bytes = models.BigIntegerField(default=0)
+    entries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "storage usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"], condition=Q(instance__isnull=False),
+                name="%(app_label)s_%(class)s_one_per_instance",
+            ),
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(instance__isnull=True),
+                name="%(app_label)s_%(class)s_one_per_tenant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bytes} bytes in {self.entries} entries"

@@ -76,10 +76,12 @@ def queue(instance, handler, input=None, trigger=Trigger.TIMER) -> HandlerRun:
 def test_execute_run_records_a_success(instance, django_assert_max_num_queries):
     run = queue(instance, "sync", {"lastRunAt": "2026-01-01T00:00:00Z"})
     # mark running (one UPDATE), the run with its instance/version/integration, the
-    # version's content (not cached yet), bindings, 2 container upserts, the outcome (one
-    # UPDATE), last_run_at (empty so far)
+    # version's content (not cached yet), bindings, the outcome (one UPDATE), last_run_at
+    # (empty so far): 6; 2 container writes under the storage quota, each a transaction
+    # (a savepoint here) of 4 statements (lock the usage row, old size, upsert, count): 12;
+    # the instance's first write creates its usage row and counts what it holds: 6
     clear_program_cache()
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(6 + 12 + 6):
         run = execute_run(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, (run.error_code, run.error_message)

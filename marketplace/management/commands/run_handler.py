@@ -10,6 +10,10 @@ prints one JSON object per run, one per line::
     {"status": "succeeded"|"failed", "result", "error": {"code", "message"} | null,
      "logs": [{"level", "message", "fields"}], "duration_ms"}
 
+Runs meet the quotas of installed instances (docs/quotas.md): storage per instance and
+per tenant cache, and the tenant SQL caps, fail the run with ``quota_exceeded``; a polling
+timer returning more items than an instance posts per poll gets a ``warn`` log line.
+
 Exit status: 0 when every run succeeded, 1 when a handler failed, 2 when the package (or a
 command-line value) is invalid — then one object with error code ``package_invalid`` (or
 ``usage_error``) is printed and nothing runs. Packages are read and validated by
@@ -20,10 +24,12 @@ from __future__ import annotations
 import json
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from marketplace import jsonvalues
 from runtime.dispatch import DeviceSpec
+from runtime.events import polled_items
 from runtime.execution import run_spec
 from runtime.sandbox import RunResult
 from runtime.stores import MemoryStore
@@ -125,6 +131,22 @@ def _config(manifest: dict, values) -> dict:
     return completed
 
 
+def warn_poll_cap(spec: dict, outcome: RunResult) -> None:
+    """A polling timer's run returning more items than an installed instance posts from
+    one poll (JUNCTION_POLL_MAX_ITEMS) says so in a ``warn`` log line, as its run would."""
+    cap = settings.JUNCTION_POLL_MAX_ITEMS
+    if not (outcome.ok and spec.get("type") == "timer" and spec.get("emits")) or cap <= 0:
+        return
+    count = len(polled_items(outcome.result))
+    if count > cap:
+        outcome.logs.append({
+            "level": "warn",
+            "message": f"{count} items returned: an installed instance posts at most {cap} new items per poll "
+                       "(JUNCTION_POLL_MAX_ITEMS); the rest wait for a later poll that returns them again",
+            "fields": {"items": count, "cap": cap},
+        })
+
+
 def as_json(outcome: RunResult) -> dict:
     error = outcome.error
     return {
@@ -181,6 +203,7 @@ class Command(BaseCommand):
                 isolated=True,  # a handler stuck inside C cannot hang the command (runtime.isolation)
             )
             failed = failed or not outcome.ok
+            warn_poll_cap(manifest["handlers"][name], outcome)
             self._emit(as_json(outcome), as_json_output, name)
         sys.exit(1 if failed else 0)
 
