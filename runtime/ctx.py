@@ -42,8 +42,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from marketplace import schemas
 
 from . import dispatch
 from .dispatch import DeviceSpec
@@ -109,7 +108,7 @@ class Ctx:
         self.limits = limits
         self.logs: list[dict] = []
         self._log_bytes = 0
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, schemas.Validator] = {}
 
     # --- dispatch ---
     def call(self, name: str, args: list, deadline: float) -> Any:
@@ -187,11 +186,11 @@ class Ctx:
         if validator is None:
             schema = self.container_schemas[container]
             try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError:
+                schemas.check_schema(schema)
+            except schemas.SchemaError:
                 raise HostError("container_invalid", f"the schema of container '{container}' is not valid") from None
-            validator = self._validators[container] = Draft202012Validator(schema)
-        error = next(iter(validator.iter_errors(value)), None)
+            validator = self._validators[container] = schemas.validator(schema)
+        error = schemas.first_error(validator, value)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "value"
             raise HostError("container_invalid", f"{container}/{key}: {where}: {error.message}"[:300])
