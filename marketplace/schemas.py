@@ -1,76 +1,63 @@
-"""JSON Schema (Draft 2020-12) validation whose regular expressions cannot hold the process.
+"""JSON Schema (Draft 2020-12) validation whose regular expressions run in linear time.
 
 Schemas come from publishers (``configSchema``, ``dataContainerSchemas``, RPC
-``inputSchema``/``outputSchema``) and the values checked against them from anyone, so a
-``pattern`` such as ``^(a+)+$`` against ``"a" * 29 + "!"`` would backtrack for seconds
-(exponentially longer with each ``a``) in Python's ``re``, which jsonschema uses. Every
-validation in Junction goes through this module instead:
+``inputSchema``/``outputSchema``) and the values checked against them from anyone. jsonschema
+matches ``pattern`` with Python's backtracking ``re``: ``^(a+)+$`` against ``"a" * 29 + "!"``
+took 13 s, and each further ``a`` doubles it. Every validation in Junction goes through this
+module instead:
 
 - ``pattern``, ``patternProperties`` and ``additionalProperties`` (which reads
-  ``patternProperties``) search with the ``regex`` engine under a timeout: at most
-  ``JUNCTION_SCHEMA_REGEX_TIMEOUT_MS`` per search and ``JUNCTION_SCHEMA_REGEX_BUDGET_MS`` for
-  all the searches of one validation (``errors``/``first_error``). A search that runs out
-  fails validation with a message saying so; nothing is ever accepted unchecked.
-- ``unevaluatedProperties`` is refused in a schema that has ``patternProperties``
-  (``check_schema``): jsonschema evaluates those regexes in its own helper, beyond reach.
-- ``format: regex`` only compiles the pattern (never matches), which is bounded by its size.
+  ``patternProperties``) match with RE2 (google-re2), whose time is linear in the text.
+  RE2 has no look-around and no back-references (neither is in the subset JSON Schema
+  recommends for interoperability); ``check_schema`` refuses a schema whose patterns RE2
+  cannot compile, naming the pattern. Its ``\\d``/``\\w`` are ASCII, as in ECMA-262.
+- ``unevaluatedProperties`` is refused in a schema that also has ``patternProperties``:
+  jsonschema evaluates those in a helper of its own, with ``re``.
+- ``format: regex`` only compiles a value (never matches with it), bounded by its size.
 """
 from __future__ import annotations
 
-import contextvars
-import time
 from functools import lru_cache
 from typing import Any, Iterator
 
-import regex
-from django.conf import settings
+import re2
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import SchemaError
 
-__all__ = ["SchemaError", "Validator", "check_schema", "errors", "first_error", "validator"]
+__all__ = ["SchemaError", "Validator", "check_schema", "validator"]
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("schema_regex_deadline", default=None)
-_TIMED_OUT = object()
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a refused pattern is reported by check_schema, not logged by RE2
 
-
-def _ms(name: str, default: int) -> float:
-    return getattr(settings, name, default) / 1000.0
+# Values that are data, not schemas: a "pattern" key inside them is not a regex.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 
 
 @lru_cache(maxsize=512)
 def _compiled(pattern: str):
-    return regex.compile(pattern)
-
-
-def _search(pattern: str, text: str):
-    """True/False for a match, ``_TIMED_OUT`` when the search ran out of time, and False for a
-    pattern the engine cannot compile (``check_schema`` reports those)."""
+    """The RE2 program for ``pattern``, or None when RE2 cannot run it."""
     try:
-        compiled = _compiled(pattern)
-    except (regex.error, TypeError, ValueError, RecursionError):
-        return False
-    timeout = _ms("JUNCTION_SCHEMA_REGEX_TIMEOUT_MS", 100)
-    deadline = _deadline.get()
-    if deadline is not None:
-        timeout = min(timeout, deadline - time.monotonic())
-        if timeout <= 0:
-            return _TIMED_OUT
-    try:
-        return compiled.search(text, timeout=timeout) is not None
-    except TimeoutError:
-        return _TIMED_OUT
+        return re2.compile(pattern, _OPTIONS)
+    except (re2.error, TypeError, ValueError):
+        return None
 
 
-def _too_slow(pattern: str, what: str) -> ValidationError:
-    return ValidationError(f"{what} could not be checked against the pattern {pattern!r} in time (the pattern is too slow)")
+def _search(pattern: str, text: str) -> bool | None:
+    """Whether ``pattern`` matches anywhere in ``text``; None when RE2 cannot run it."""
+    compiled = _compiled(pattern)
+    return None if compiled is None else compiled.search(text) is not None
+
+
+def _unsupported(pattern: str) -> ValidationError:
+    return ValidationError(f"the pattern {pattern!r} cannot be checked (look-around and back-references are not supported)")
 
 
 def _pattern(validator, pattern, instance, schema):
     if not validator.is_type(instance, "string"):
         return
     found = _search(pattern, instance)
-    if found is _TIMED_OUT:
-        yield _too_slow(pattern, f"{instance[:40]!r}")
+    if found is None:
+        yield _unsupported(pattern)
     elif not found:
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -79,11 +66,11 @@ def _pattern_properties(validator, pattern_properties, instance, schema):
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pattern_properties.items():
+        if _compiled(pattern) is None:
+            yield _unsupported(pattern)
+            continue
         for key, value in instance.items():
-            found = _search(pattern, key)
-            if found is _TIMED_OUT:
-                yield _too_slow(pattern, f"the property name {key[:40]!r}")
-            elif found:
+            if _search(pattern, key):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
@@ -91,30 +78,16 @@ def _additional_properties(validator, additional, instance, schema):
     if not validator.is_type(instance, "object"):
         return
     properties = schema.get("properties", {})
-    patterns = list(schema.get("patternProperties", {}))
-    extras = []
-    for key in instance:
-        if key in properties:
-            continue
-        matched = False
-        for pattern in patterns:
-            found = _search(pattern, key)
-            if found is _TIMED_OUT:
-                yield _too_slow(pattern, f"the property name {key[:40]!r}")
-                return
-            if found:
-                matched = True
-                break
-        if not matched:
-            extras.append(key)
+    patterns = [p for p in schema.get("patternProperties", {}) if _compiled(p) is not None]
+    extras = [key for key in instance if key not in properties and not any(_search(p, key) for p in patterns)]
     if validator.is_type(additional, "object"):
         for key in extras:
             yield from validator.descend(instance[key], additional, path=key)
     elif not additional and extras:
         names = ", ".join(repr(key) for key in sorted(extras))
-        if patterns:
-            yield ValidationError(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: "
-                                  + ", ".join(repr(p) for p in sorted(patterns)))
+        if "patternProperties" in schema:
+            regexes = ", ".join(repr(p) for p in sorted(schema["patternProperties"]))
+            yield ValidationError(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: {regexes}")
         else:
             yield ValidationError(f"Additional properties are not allowed ({names} {'was' if len(extras) == 1 else 'were'} unexpected)")
 
@@ -125,54 +98,44 @@ Validator = validators.extend(
 )
 
 
-def _keywords(schema: Any, depth: int = 0) -> set[str]:
+def _walk(schema: Any, depth: int = 0) -> Iterator[dict]:
+    """Every subschema (dict) of ``schema``, skipping data keywords."""
     if depth > 200:
-        return set()
-    found: set[str] = set()
+        return
     if isinstance(schema, dict):
-        found.update(key for key in schema if key in ("patternProperties", "unevaluatedProperties"))
-        for value in schema.values():
-            found |= _keywords(value, depth + 1)
+        yield schema
+        for key, value in schema.items():
+            if key not in _DATA_KEYWORDS:
+                yield from _walk(value, depth + 1)
     elif isinstance(schema, list):
         for value in schema:
-            found |= _keywords(value, depth + 1)
-    return found
+            yield from _walk(value, depth + 1)
 
 
 def check_schema(schema: Any) -> None:
     """Raise ``SchemaError`` unless ``schema`` is valid Draft 2020-12 that this module can
-    validate with bounded regexes (see the module docstring)."""
+    validate in linear time (see the module docstring)."""
     Validator.check_schema(schema)
-    if {"patternProperties", "unevaluatedProperties"} <= _keywords(schema):
-        raise SchemaError(
-            "unevaluatedProperties cannot be combined with patternProperties "
-            "(their regexes could not be checked in bounded time)"
-        )
+    pattern_properties = unevaluated = False
+    for sub in _walk(schema):
+        patterns = []
+        if isinstance(sub.get("pattern"), str):
+            patterns.append(sub["pattern"])
+        if isinstance(sub.get("patternProperties"), dict):
+            pattern_properties = True
+            patterns.extend(sub["patternProperties"])
+        unevaluated = unevaluated or "unevaluatedProperties" in sub
+        for pattern in patterns:
+            if _compiled(pattern) is None:
+                raise SchemaError(
+                    f"the pattern {pattern!r} is not supported: patterns run in linear time (RE2), "
+                    "without look-around or back-references"
+                )
+    if pattern_properties and unevaluated:
+        raise SchemaError("unevaluatedProperties cannot be combined with patternProperties")
 
 
 def validator(schema: Any, *, format_checker: bool = False) -> Validator:
     """A validator for a schema already checked with ``check_schema``; ``format_checker``
     turns on Draft 2020-12's format assertions."""
     return Validator(schema, format_checker=Validator.FORMAT_CHECKER if format_checker else None)
-
-
-def errors(validator: Validator, instance: Any, schema: Any = None) -> list[ValidationError]:
-    """Every violation of ``instance`` (against ``schema``, a subschema of the validator's, when
-    given), with all regex searches sharing ``JUNCTION_SCHEMA_REGEX_BUDGET_MS``."""
-    token = _deadline.set(time.monotonic() + _ms("JUNCTION_SCHEMA_REGEX_BUDGET_MS", 1000))
-    try:
-        found: Iterator[ValidationError] = (
-            validator.iter_errors(instance) if schema is None else validator.descend(instance, schema)
-        )
-        return list(found)
-    finally:
-        _deadline.reset(token)
-
-
-def first_error(validator: Validator, instance: Any) -> ValidationError | None:
-    """The first violation of ``instance`` or None, under the same regex budget."""
-    token = _deadline.set(time.monotonic() + _ms("JUNCTION_SCHEMA_REGEX_BUDGET_MS", 1000))
-    try:
-        return next(iter(validator.iter_errors(instance)), None)
-    finally:
-        _deadline.reset(token)

@@ -186,10 +186,6 @@ JUNCTION_APISCHEMA_MAX_BYTES = env_int("JUNCTION_APISCHEMA_MAX_BYTES", 5 * 1024 
 JUNCTION_BUNDLE_MAX_FILES = 64
 JUNCTION_BUNDLE_MAX_FILE_BYTES = 256 * 1024
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
-# JSON Schema regexes (pattern, patternProperties) run under a timeout (marketplace/schemas.py):
-# one search may take this many milliseconds, all the searches of one validation the budget.
-JUNCTION_SCHEMA_REGEX_TIMEOUT_MS = env_int("JUNCTION_SCHEMA_REGEX_TIMEOUT_MS", 100)
-JUNCTION_SCHEMA_REGEX_BUDGET_MS = env_int("JUNCTION_SCHEMA_REGEX_BUDGET_MS", 1000)
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {

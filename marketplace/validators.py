@@ -163,7 +163,7 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
         raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]})
     validator = schemas.validator(schema, format_checker=True)
     errors: dict[str, list[str]] = {}
-    for error in sorted(schemas.errors(validator, completed), key=lambda e: list(e.absolute_path)):
+    for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):
         path = _error_path(error)
         message = error.message if error.validator != "required" else "this field is required"
         errors.setdefault(path, []).append(message)

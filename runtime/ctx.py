@@ -190,7 +190,7 @@ class Ctx:
             except schemas.SchemaError:
                 raise HostError("container_invalid", f"the schema of container '{container}' is not valid") from None
             validator = self._validators[container] = schemas.validator(schema)
-        error = schemas.first_error(validator, value)
+        error = next(iter(validator.iter_errors(value)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "value"
             raise HostError("container_invalid", f"{container}/{key}: {where}: {error.message}"[:300])

@@ -37,7 +37,7 @@ def _schema_error(schema: Any, value: Any) -> str | None:
         schemas.check_schema(schema)
     except schemas.SchemaError as exc:
         return f"the schema itself is invalid: {exc.message}"
-    error = schemas.first_error(schemas.validator(schema), value)
+    error = next(iter(schemas.validator(schema).iter_errors(value)), None)
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"

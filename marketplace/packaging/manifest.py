@@ -55,7 +55,7 @@ def _schema_errors(manifest: dict, report: Report) -> set[str]:
     checks do not pile up on them."""
     validator = schemas.validator(manifest_schema())
     broken: set[str] = set()
-    for error in sorted(schemas.errors(validator, manifest), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+    for error in sorted(validator.iter_errors(manifest), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
         _report_schema_error(error, report, broken)
     return broken
 
@@ -155,7 +155,7 @@ def check_json_schema(schema, path: str, report: Report) -> bool:
         if "default" not in sub:
             continue
         try:
-            errors = schemas.errors(root, sub["default"], {k: v for k, v in sub.items() if k != "default"})
+            errors = list(root.descend(sub["default"], {k: v for k, v in sub.items() if k != "default"}))
         except Unresolvable as exc:  # a $ref that points nowhere
             report.add("schema_invalid", f"cannot resolve a $ref: {exc}", path=dotted([path, *parts]))
             continue
