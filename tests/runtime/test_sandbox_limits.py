@@ -307,3 +307,43 @@ def test_a_ctx_argument_with_both_1_and_string_1_is_refused(run_code):
 def test_mixed_keys_without_a_clash_still_pass(run_code):
     outcome = run_code(body('return { "a", "b", x = 1, ["10"] = 2, [-3] = 4 }'))
     assert outcome.result == {"1": "a", "2": "b", "x": 1, "10": 2, "-3": 4}, outcome.error
+
+
+# --- the same reproductions through manage.py run_handler ---------------------------------
+
+REPRO_HANDLERS = {
+    "rep": 'return string.rep("", 8e9)',
+    "repmax": 'return string.rep("", math.maxinteger)',
+    "insert": 'table.insert(setmetatable({}, {__len = function() return 2e9 end}), 1, "x")',
+    "remove": 'table.remove(setmetatable({}, {__len = function() return 2e9 end}), 1)',
+    # validation refuses the word load in a bundle; the sandbox still has it
+    "parse": '_G["lo" .. "ad"]("return a" .. string.rep(" and a", 80000))',
+    "short": 'return string.find(("a"):rep(63) .. "b", (".-"):rep(20) .. "c")',
+    "dollar": 'return string.find(("a"):rep(1e5) .. "b", "a*$")',
+    "keys": 'return { [1] = 1, ["1"] = 2 }',
+}
+
+
+def test_the_reproductions_through_run_handler(tmp_path):
+    import json
+
+    from .test_run_handler_cli import run
+
+    manifest = {
+        "name": "limits-test",
+        "permissions": ["log"],
+        "handlers": {
+            name: {"type": "rpc", "file": "main.lua", "function": name, "limits": {"timeoutMs": 1000}}
+            for name in REPRO_HANDLERS
+        },
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "main.lua").write_text(
+        "\n".join(f"function {name}(ctx, input)\n  {code}\nend" for name, code in REPRO_HANDLERS.items())
+    )
+    code, lines, stderr = run(tmp_path, ",".join(REPRO_HANDLERS), "--json")
+    assert code == 1, stderr
+    assert [line["error"]["code"] for line in lines] == [
+        "call_too_costly", "call_too_costly", "instruction_limit", "instruction_limit", "source_too_large",
+        "pattern_too_complex", "pattern_too_complex", "invalid_value",
+    ]
