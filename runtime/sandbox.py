@@ -25,7 +25,12 @@ Guarantees, per run:
   Lua code can swallow it. Coroutines get the hook too. ``setmetatable`` refuses ``__gc``
   (finalizers run outside any budget). ``string.find/match/gmatch/gsub`` refuse patterns
   whose worst-case backtracking cost on the subject exceeds ``Limits.pattern_cost``.
-  Nested ``pcall`` depth is capped so recursion through ``pcall`` cannot starve the hook.
+  Standard-library calls whose C loops are not bounded by their arguments (``string.rep``,
+  ``table.*``, ``collectgarbage("collect")``, compiling with ``load``/``require``) are priced
+  against the budget, capped per call and weighed against the deadline (docs/sandbox.md
+  lists them with why). Nested ``pcall`` depth is capped so recursion through ``pcall``
+  cannot starve the hook. The deadline is checked again after the handler returns and after
+  its result is copied: an overrun is a ``timeout``, never a success.
 - The handler's result is copied to plain data inside the budget (hook still armed, raw
   access, depth/size caps) and only then converted in Python, so no metamethod ever runs
   outside the limits.
@@ -39,7 +44,8 @@ Error codes (``SandboxError.code``) recorded on a failed run:
 ``stack_overflow``     Lua or C stack overflow (runaway recursion)
 ``log_limit``          more log lines or bytes than allowed
 ``result_too_large``   the result is bigger than allowed once encoded as JSON
-``invalid_value``      a result or argument that is not plain data (function, NaN, bad UTF-8…)
+``invalid_value``      a result or argument that is not plain data (function, NaN, bad UTF-8,
+                       a table with both ``1`` and ``"1"``…)
 ``pattern_too_complex`` a string pattern refused by the cost guard
 ``call_too_costly``    one standard-library call that would do too much work in C at once
 ``source_too_large``   code given to ``load``/``require`` too large (or too slow) to compile
@@ -507,7 +513,7 @@ S.rep = function(s, n, sep)
     local width = (type(s) == "string" and #s or 0) + (type(sep) == "string" and #sep or 0)
     -- A result larger than the heap fails at its allocation, before the loop: that is the
     -- memory limit's to report.
-    if (k + 0.0) * width <= MEMMAX then work(k + k * width / 32.0, "string.rep") end
+    if (k + 0.0) * width <= MEMMAX then work(k * 2.0 + k * width / 16.0, "string.rep") end
   end
   return s_rep(s, n, sep)
 end
@@ -748,7 +754,7 @@ table.concat = function(t, sep, i, j)
   if i == nil then i = 1 end
   if j == nil then j = len(t) end
   local a, b = int(i), int(j)
-  if a and b and b >= a then work(((b + 0.0) - a + 1) * 8, "table.concat") end
+  if a and b and b >= a then work(((b + 0.0) - a + 1) * 16, "table.concat") end
   return t_concat(t, sep, i, j)
 end
 table.unpack = function(t, i, j)
