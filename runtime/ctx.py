@@ -99,8 +99,8 @@ class Ctx:
         self.permissions = frozenset(p for p in (manifest.get("permissions") or []) if isinstance(p, str))
         resources = manifest.get("resources")
         self.resources = resources if isinstance(resources, dict) else {}
-        schemas = manifest.get("dataContainerSchemas")
-        self.container_schemas = schemas if isinstance(schemas, dict) else {}
+        containers = manifest.get("dataContainerSchemas")
+        self.container_schemas = containers if isinstance(containers, dict) else {}
         self.config = config
         self.instance_info = instance_info
         self.store = store

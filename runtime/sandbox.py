@@ -270,10 +270,37 @@ local function int(v)
   return m_tointeger(v)
 end
 
+-- A Lua loop of that many steps, each about `per` instructions: stopped now if the budget
+-- cannot cover it (the hook would stop it later anyway, with nothing gained).
+local function loop(steps, per)
+  if steps > 0 then
+    if killed then die() end
+    if (steps + 0.0) * per > MAXI - count then
+      kill("instruction_limit", "instruction limit of " .. MAXI .. " reached")
+    end
+  end
+end
+
 local function after_protected(ok, err)
   if killed then die() end
   if not ok and err == "not enough memory" then kill("memory_limit", "memory limit reached") end
 end
+
+-- The lazy library (LAZY_PRELUDE in sandbox.py), fetched from the host on a run's first need.
+local lazylib
+local function lazy()
+  if not lazylib then
+    local okh, code = pcall_(host, "__lazy", 0, 0)
+    if not okh then kill("interrupted", "the run was interrupted by the platform") end
+    -- The same names, in the same order, as the lazy library's first line.
+    lazylib = load_(code, "=[junction]", "b")(
+      work, loop, int, s_byte, m_max, m_log, t_concat, t_unpack, t_move, t_sort, s_gsub, s_sub, m_type, where,
+      SRCMAX, JUMPMAX, check, after_protected, hook, sethook, STEP, co_create, co_resume, co_close, s_format,
+      PATTERN_MAX)
+  end
+  return lazylib
+end
+
 
 -- plain(v): a copy of v with only plain data, made with raw access; errors are plain strings.
 local items
@@ -307,15 +334,7 @@ local function plain(v, depth)
       out[k] = plain(val, depth + 1)
       k, val = next(v, k)
     end
-    -- Keys become strings in JSON: 1 and "1" would silently become one entry.
-    if ints and strs then
-      for key in next, out do
-        if m_type(key) == "integer" and rawget(out, tostring(key)) ~= nil then
-          error("invalid_value: a table has both the key " .. key .. ' and the key "' .. key
-                .. '" (keys become strings in JSON)', 0)
-        end
-      end
-    end
+    if ints and strs then lazy().clash(out) end
     return out
   end
   error("invalid_value: a " .. tv .. " cannot leave the sandbox", 0)
@@ -361,6 +380,252 @@ local function fn(name, maxargs)
 end
 
 -- Pattern cost guard --------------------------------------------------------------------
+-- Plain searches are priced here (every start against the pattern); patterns with magic
+-- characters by the lazy library's cost(), which reads and caches them.
+local function guard(s, p, plainflag, unanchorable)
+  if type(s) == "number" then s = tostring(s) end
+  if type(p) == "number" then p = tostring(p) end
+  if type(s) ~= "string" or type(p) ~= "string" then return end
+  local n = #s
+  local cost
+  if plainflag or not s_find(p, "[%^%$%*%+%?%.%(%)%[%]%%%-]") then
+    cost = n * #p
+  else
+    cost = lazy().cost(p, n, unanchorable)
+  end
+  if cost > PATTERN_MAX then lazy().refuse(cost, n) end
+  -- Measured worst cases run at up to ~17 ns per step; the budget is charged a hundredth
+  -- of the estimate, since most subjects cost far less than their pattern's worst case.
+  affordable(cost * 20)
+  charge(cost / 100)
+end
+
+-- The state is fresh per run, so library tables are adjusted in place (the prelude keeps
+-- its own locals): whatever a handler does to them dies with its run.
+local S = string
+S.dump = nil
+S.find = function(s, p, init, pl) guard(s, p, pl); return s_find(s, p, init, pl) end
+S.match = function(s, p, init) guard(s, p); return s_match(s, p, init) end
+-- gmatch reads a leading ^ as a plain character: never anchored.
+S.gmatch = function(s, p, init) guard(s, p, false, true); return s_gmatch(s, p, init) end
+S.gsub = function(s, p, r, n) guard(s, p); return s_gsub(s, p, r, n) end
+S.rep = function(s, n, sep)
+  -- rep loops n times in C even when nothing is copied (string.rep("", 8e9)).
+  local k = int(n)
+  if k and k > 0 then
+    local width = (type(s) == "string" and #s or 0) + (type(sep) == "string" and #sep or 0)
+    -- A result larger than the heap fails at its allocation, before the loop: that is the
+    -- memory limit's to report.
+    if (k + 0.0) * width <= MEMMAX then work(k * 2.0 + k * width / 16.0, "string.rep") end
+  end
+  return s_rep(s, n, sep)
+end
+local smt = getmetatable_("")
+rawset(smt, "__index", S)
+rawset(smt, "__metatable", false)
+
+local function copy(t, names)
+  local out = {}
+  for i = 1, #names do local name = names[i]; out[name] = t[name] end
+  return out
+end
+
+-- Emulated pcall / xpcall / coroutines: the kill is rethrown, never swallowed.
+local function pfinish(ok, ...)
+  pdepth = pdepth - 1
+  after_protected(ok, (...))
+  return ok, ...
+end
+local function s_pcall(f, ...)
+  check()
+  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
+  pdepth = pdepth + 1
+  return pfinish(pcall_(f, ...))
+end
+local function xfinish(msgh, ok, ...)
+  pdepth = pdepth - 1
+  after_protected(ok, (...))
+  if ok then return true, ... end
+  local okh, r = pcall_(msgh, (...))
+  after_protected(okh, r)
+  return false, r
+end
+local function s_xpcall(f, msgh, ...)
+  check()
+  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
+  pdepth = pdepth + 1
+  return xfinish(msgh, pcall_(f, ...))
+end
+
+local function s_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed", 2)
+  end
+  return setmetatable_(t, mt)
+end
+
+local function s_collectgarbage(opt)
+  if opt == nil or opt == "count" then return collectgarbage_("count") end
+  if opt == "collect" then
+    -- A full collection walks the whole heap in C (about 0.6 µs per KB measured).
+    local units = collectgarbage_("count") * 150
+    affordable(units * 4)
+    charge(units)
+    local r = collectgarbage_(opt)
+    check()
+    return r
+  end
+  if opt == "step" then return collectgarbage_(opt) end
+  error("collectgarbage: only 'count', 'collect' and 'step' are available", 2)
+end
+
+local env = {}
+local loaded = {}
+
+-- Lua's parser is quadratic in the number of jumps one expression or if-chain collects
+-- ("a and a and ...", "elseif" after "elseif"): 10,000 of them take about 0.2 s, 40,000 about
+-- 3.5 s. Sources are capped in bytes and in and/or/elseif words (counted anywhere, the
+-- cheap upper bound), and priced by both; the deadline is checked again after each parse.
+local function compile(src, name, e)
+  local n = #src
+  -- Over 1 KiB the lazy library counts the jumps (and refuses what is too large or slow).
+  local units = n > 1024 and lazy().parse_units(src, name) or n * 4 + (n / 5) ^ 2
+  affordable(units * 4)
+  charge(units)
+  local chunk, err = load_(src, name, "t", e)
+  -- A parse of a few KiB ends well within the hook's own granularity.
+  if units > 100000 then check() end
+  return chunk, err
+end
+
+local function s_load(chunk, name, mode, e)
+  check()
+  if type(chunk) ~= "string" then error("load: only source strings can be loaded", 2) end
+  return compile(chunk, "=" .. tostring(name or "load"), e or env)
+end
+
+local function loadfile_(file)
+  local okh, src = pcall_(host, "__source", 1, file)
+  if not okh then kill("interrupted", "the run was interrupted by the platform") end
+  if src == nil then return nil end
+  local chunk, err = compile(src, "=" .. file, env)
+  if not chunk then error("syntax_error: " .. err, 0) end
+  return chunk
+end
+
+local function s_require(name)
+  check()
+  if type(name) ~= "string" then error("require: module name must be a string", 2) end
+  local v = loaded[name]
+  if v ~= nil then return v end
+  local file = s_gsub(name, "%.", "/") .. ".lua"
+  local chunk = loadfile_(file)
+  if not chunk then error("module '" .. name .. "' not found in the bundle", 2) end
+  v = chunk(name)
+  if v == nil then v = true end
+  loaded[name] = v
+  return v
+end
+
+local ctx = {
+  device = { http = fn("device.http", 2), sql = fn("device.sql", 3) },
+  integration = {
+    cacheGet = fn("integration.cacheGet", 1), cacheSet = fn("integration.cacheSet", 1),
+    containersGet = fn("integration.containersGet", 2), containersSet = fn("integration.containersSet", 3),
+    containersList = fn("integration.containersList", 1), containersDelete = fn("integration.containersDelete", 2),
+  },
+  log = { debug = fn("log.debug", 2), info = fn("log.info", 2), warn = fn("log.warn", 2), error = fn("log.error", 2) },
+  cache = { get = fn("cache.get", 1), set = fn("cache.set", 3), delete = fn("cache.delete", 1) },
+  sql = fn("sql", 2),
+  config = config,
+  instance = instance,
+}
+
+local print_host = fn("print", 1)
+local function s_print(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  print_host(t_concat(parts, "\t"))
+end
+ctx.print = s_print
+
+env.assert, env.error, env.ipairs, env.next, env.pairs = assert, error, ipairs, next, pairs
+env.rawequal, env.rawget, env.rawlen, env.rawset, env.select = rawequal, rawget, rawlen, rawset, select
+env.tonumber, env.tostring, env.type, env.getmetatable = tonumber, tostring, type, getmetatable_
+env._VERSION = _VERSION
+env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
+env.print, env.load, env.require = s_print, s_load, s_require
+env.string = S
+env.table = table
+-- insert, remove, concat, unpack, move and sort loop in C over a length the handler controls
+-- (through __len, or a plain table's border, which can be 2^40 with 41 entries): they are
+-- replaced by the lazy library's versions, installed on first access.
+local function lazily(t, names)
+  return setmetatable_(t, { __metatable = false, __index = function(_, k)
+    if names[k] then
+      local lib = lazy()
+      for name in next, names do rawset(t, name, lib[name]) end
+      return lib[k]
+    end
+  end })
+end
+local LAZY_TABLE = { insert = true, remove = true, concat = true, unpack = true, move = true, sort = true }
+for name in next, LAZY_TABLE do rawset(table, name, nil) end
+lazily(table, LAZY_TABLE)
+env.math = math
+env.utf8 = utf8
+env.os = copy(os, {"time", "clock", "date", "difftime"})
+-- create/resume/wrap/close come from the lazy library on first access, like table's.
+env.coroutine = lazily(
+  { status = co_status, running = co_running, yield = co_yield, isyieldable = co_isyieldable },
+  { create = true, resume = true, wrap = true, close = true }
+)
+env._G = env
+env.ctx = ctx
+
+local function body(file, fname, input)
+  sethook(hook, "", STEP)
+  local chunk = loadfile_(file)
+  if not chunk then error("handler_not_found: the bundle has no file " .. file, 0) end
+  chunk()
+  local f = rawget(env, fname)
+  if type(f) ~= "function" then
+    error("handler_not_found: " .. file .. " defines no function '" .. fname .. "'", 0)
+  end
+  local result = f(ctx, input)
+  items = 0
+  local okp, out = pcall_(plain, result, 0)
+  after_protected(okp, out)
+  if not okp then error(out, 0) end
+  sethook()
+  return out
+end
+
+local function msgh(e)
+  if killed then return KILLMSG end
+  local te = type(e)
+  if te == "string" then
+    if not utf8_len(e) then e = s_gsub(e, "[\128-\255]", "?") end
+    return e
+  end
+  if te == "number" then return tostring(e) end
+  return "(error object is a " .. te .. " value)"
+end
+
+return function(file, fname, input)
+  return xpcall_(body, msgh, file, fname, input)
+end
+"""
+
+LAZY_PRELUDE = r"""
+-- Code a run needs only when it uses it: the table functions' replacements and the pattern
+-- analyser. Loaded (as bytecode) on first use by the prelude, which passes what it needs.
+local work, loop, int, s_byte, m_max, m_log, t_concat, t_unpack, t_move, t_sort, s_gsub, s_sub, m_type, where,
+      SRCMAX, JUMPMAX, check, after_protected, hook, sethook, STEP, co_create, co_resume, co_close, s_format,
+      PATTERN_MAX = ...
+local type, error, select, next, rawget, tostring = type, error, select, next, rawget, tostring
+local lib = {}
+
 -- The index just past the set ``[...]`` that starts at ``i`` (``]`` first in a set, or after
 -- ``^``, is a member; ``%`` escapes the next character).
 local function skip_set(p, i, n)
@@ -377,7 +642,7 @@ end
 -- The pattern read as items: each single-character class with its quantifier, each %b and
 -- back-reference (they rescan the subject from where they start), each %f and plain
 -- character. Returns what cost() needs: how many items backtrack, and where.
-local function analyse(p, anchorable)
+function lib.analyse(p, anchorable)
   local n, i = #p, 1
   local anchored = anchorable and s_byte(p, 1) == 94
   if anchored then i = 2 end
@@ -445,257 +710,6 @@ local function analyse(p, anchorable)
   return info
 end
 
--- Ways to share n subject bytes among e backtracking items: C(n + e, e), an upper bound on
--- the paths Lua's matcher can try (stops growing once past any cap).
-local function paths(n, e)
-  local c = 1
-  for k = 1, e do
-    c = c * (n + k) / k
-    if c > 1e30 then return c end
-  end
-  return c
-end
-
--- Analyses cached by pattern (a run calls the same few patterns over and over).
-local acache, gcache, acount = {}, {}, 0
-
-local function guard(s, p, plainflag, unanchorable)
-  if type(s) == "number" then s = tostring(s) end
-  if type(p) == "number" then p = tostring(p) end
-  if type(s) ~= "string" or type(p) ~= "string" then return end
-  local n = #s
-  local cost
-  if plainflag or not s_find(p, "[%^%$%*%+%?%.%(%)%[%]%%%-]") then
-    cost = n * #p  -- plain search: every start against the pattern
-  else
-    local cache = unanchorable and gcache or acache
-    local info = cache[p]
-    if info == nil then
-      if acount >= 256 then acache, gcache, acount = {}, {}, 0; cache = unanchorable and gcache or acache end
-      info = analyse(p, not unanchorable)
-      cache[p] = info
-      acount = acount + 1
-    end
-    local starts = info.anchored and 0 or 1
-    if info.prefix then
-      cost = paths(n, info.prefix + starts) + paths(n, info.suffix)
-    elseif info.q <= 0 then
-      cost = starts == 1 and n * #p or #p
-    else
-      cost = paths(n, info.q + starts)
-    end
-    if info.widest > 16 then cost = cost * info.widest / 16 end
-  end
-  if cost > PATTERN_MAX then
-    error(where() .. "pattern_too_complex: this pattern could take about " .. s_format("%.3g", cost)
-          .. " steps on a " .. n .. "-byte string (at most " .. s_format("%.3g", PATTERN_MAX)
-          .. "); match smaller pieces", 0)
-  end
-  -- Measured worst cases run at up to ~17 ns per step; the budget is charged a hundredth
-  -- of the estimate, since most subjects cost far less than their pattern's worst case.
-  affordable(cost * 20)
-  charge(cost / 100)
-end
-
--- The state is fresh per run, so library tables are adjusted in place (the prelude keeps
--- its own locals): whatever a handler does to them dies with its run.
-local S = string
-S.dump = nil
-S.find = function(s, p, init, pl) guard(s, p, pl); return s_find(s, p, init, pl) end
-S.match = function(s, p, init) guard(s, p); return s_match(s, p, init) end
--- gmatch reads a leading ^ as a plain character: never anchored.
-S.gmatch = function(s, p, init) guard(s, p, false, true); return s_gmatch(s, p, init) end
-S.gsub = function(s, p, r, n) guard(s, p); return s_gsub(s, p, r, n) end
-S.rep = function(s, n, sep)
-  -- rep loops n times in C even when nothing is copied (string.rep("", 8e9)).
-  local k = int(n)
-  if k and k > 0 then
-    local width = (type(s) == "string" and #s or 0) + (type(sep) == "string" and #sep or 0)
-    -- A result larger than the heap fails at its allocation, before the loop: that is the
-    -- memory limit's to report.
-    if (k + 0.0) * width <= MEMMAX then work(k * 2.0 + k * width / 16.0, "string.rep") end
-  end
-  return s_rep(s, n, sep)
-end
-local smt = getmetatable_("")
-rawset(smt, "__index", S)
-rawset(smt, "__metatable", false)
-
-local function copy(t, names)
-  local out = {}
-  for i = 1, #names do local name = names[i]; out[name] = t[name] end
-  return out
-end
-
--- Emulated pcall / xpcall / coroutines: the kill is rethrown, never swallowed.
-local function pfinish(ok, ...)
-  pdepth = pdepth - 1
-  after_protected(ok, (...))
-  return ok, ...
-end
-local function s_pcall(f, ...)
-  check()
-  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
-  pdepth = pdepth + 1
-  return pfinish(pcall_(f, ...))
-end
-local function xfinish(msgh, ok, ...)
-  pdepth = pdepth - 1
-  after_protected(ok, (...))
-  if ok then return true, ... end
-  local okh, r = pcall_(msgh, (...))
-  after_protected(okh, r)
-  return false, r
-end
-local function s_xpcall(f, msgh, ...)
-  check()
-  if pdepth >= MAXPDEPTH then error("stack overflow (pcall nested too deeply)", 2) end
-  pdepth = pdepth + 1
-  return xfinish(msgh, pcall_(f, ...))
-end
-
-local function s_create(f)
-  check()
-  if type(f) ~= "function" then error("bad argument #1 to 'create' (function expected)", 2) end
-  local co = co_create(f)
-  sethook(co, hook, "", STEP)
-  return co
-end
-local function rfinish(ok, ...)
-  after_protected(ok, (...))
-  return ok, ...
-end
-local function s_resume(co, ...)
-  check()
-  return rfinish(co_resume(co, ...))
-end
-local function wfinish(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
-local function s_wrap(f)
-  local co = s_create(f)
-  return function(...) return wfinish(s_resume(co, ...)) end
-end
-local function s_close(co)
-  check()
-  return rfinish(co_close(co))
-end
-
-local function s_setmetatable(t, mt)
-  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
-    error("setmetatable: __gc metamethods are not allowed", 2)
-  end
-  return setmetatable_(t, mt)
-end
-
-local function s_collectgarbage(opt)
-  if opt == nil or opt == "count" then return collectgarbage_("count") end
-  if opt == "collect" then
-    -- A full collection walks the whole heap in C (about 0.6 µs per KB measured).
-    local units = collectgarbage_("count") * 150
-    affordable(units * 4)
-    charge(units)
-    local r = collectgarbage_(opt)
-    check()
-    return r
-  end
-  if opt == "step" then return collectgarbage_(opt) end
-  error("collectgarbage: only 'count', 'collect' and 'step' are available", 2)
-end
-
-local env = {}
-local loaded = {}
-
--- Lua's parser is quadratic in the number of jumps one expression or if-chain collects
--- ("a and a and ...", "elseif" after "elseif"): 10,000 of them take about 0.2 s, 40,000 about
--- 3.5 s. Sources are capped in bytes and in and/or/elseif words (counted anywhere, the
--- cheap upper bound), and priced by both; the deadline is checked again after each parse.
-local function jumps(src)
-  local _, a = s_gsub(src, "%f[%w_]and%f[^%w_]", "")
-  local _, o = s_gsub(src, "%f[%w_]or%f[^%w_]", "")
-  local _, e = s_gsub(src, "%f[%w_]elseif%f[^%w_]", "")
-  return a + o + e
-end
-
-local function compile(src, name, e)
-  local label = s_sub(name, 2)
-  local n = #src
-  if n > SRCMAX then
-    error(where() .. "source_too_large: " .. label .. " is " .. n .. " bytes (at most " .. SRCMAX .. ")", 0)
-  end
-  local k = n > 1024 and jumps(src) or n / 5
-  if k > JUMPMAX then
-    error(where() .. "source_too_large: " .. label .. " has " .. s_format("%.0f", k) .. " and/or/elseif (at most "
-          .. JUMPMAX .. "): compiling it could take too long", 0)
-  end
-  local units = n * 4 + k * k
-  affordable(units * 4)
-  charge(units)
-  local chunk, err = load_(src, name, "t", e)
-  check()
-  return chunk, err
-end
-
-local function s_load(chunk, name, mode, e)
-  check()
-  if type(chunk) ~= "string" then error("load: only source strings can be loaded", 2) end
-  return compile(chunk, "=" .. tostring(name or "load"), e or env)
-end
-
-local function loadfile_(file)
-  local okh, src = pcall_(host, "__source", 1, file)
-  if not okh then kill("interrupted", "the run was interrupted by the platform") end
-  if src == nil then return nil end
-  local chunk, err = compile(src, "=" .. file, env)
-  if not chunk then error("syntax_error: " .. err, 0) end
-  return chunk
-end
-
-local function s_require(name)
-  check()
-  if type(name) ~= "string" then error("require: module name must be a string", 2) end
-  local v = loaded[name]
-  if v ~= nil then return v end
-  local file = s_gsub(name, "%.", "/") .. ".lua"
-  local chunk = loadfile_(file)
-  if not chunk then error("module '" .. name .. "' not found in the bundle", 2) end
-  v = chunk(name)
-  if v == nil then v = true end
-  loaded[name] = v
-  return v
-end
-
-local ctx = {
-  device = { http = fn("device.http", 2), sql = fn("device.sql", 3) },
-  integration = {
-    cacheGet = fn("integration.cacheGet", 1), cacheSet = fn("integration.cacheSet", 1),
-    containersGet = fn("integration.containersGet", 2), containersSet = fn("integration.containersSet", 3),
-    containersList = fn("integration.containersList", 1), containersDelete = fn("integration.containersDelete", 2),
-  },
-  log = { debug = fn("log.debug", 2), info = fn("log.info", 2), warn = fn("log.warn", 2), error = fn("log.error", 2) },
-  cache = { get = fn("cache.get", 1), set = fn("cache.set", 3), delete = fn("cache.delete", 1) },
-  sql = fn("sql", 2),
-  config = config,
-  instance = instance,
-}
-
-local print_host = fn("print", 1)
-local function s_print(...)
-  local parts = {}
-  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-  print_host(t_concat(parts, "\t"))
-end
-ctx.print = s_print
-
-env.assert, env.error, env.ipairs, env.next, env.pairs = assert, error, ipairs, next, pairs
-env.rawequal, env.rawget, env.rawlen, env.rawset, env.select = rawequal, rawget, rawlen, rawset, select
-env.tonumber, env.tostring, env.type, env.getmetatable = tonumber, tostring, type, getmetatable_
-env._VERSION = _VERSION
-env.pcall, env.xpcall, env.setmetatable, env.collectgarbage = s_pcall, s_xpcall, s_setmetatable, s_collectgarbage
-env.print, env.load, env.require = s_print, s_load, s_require
-env.string = S
-env.table = table
 -- Table functions whose C loops run over a length the handler controls (through __len, or a
 -- plain table's border, which can be 2^40 with 41 entries): the length is read once, in Lua,
 -- and the loop is priced (concat, unpack, move, sort) or runs in Lua under the hook (insert,
@@ -710,17 +724,7 @@ local function len(t, fname)
   if n == nil then error("object length is not an integer", 3) end
   return n
 end
--- A Lua loop of that many steps, each about `per` instructions: stopped now if the budget
--- cannot cover it (the hook would stop it later anyway, with nothing gained).
-local function loop(steps, per)
-  if steps > 0 then
-    if killed then die() end
-    if (steps + 0.0) * per > MAXI - count then
-      kill("instruction_limit", "instruction limit of " .. MAXI .. " reached")
-    end
-  end
-end
-table.insert = function(t, ...)
+lib.insert = function(t, ...)
   checktable(t, "insert")
   local e = len(t) + 1
   local nargs = select("#", ...)
@@ -734,7 +738,7 @@ table.insert = function(t, ...)
   for i = e, p + 1, -1 do t[i] = t[i - 1] end
   t[p] = v
 end
-table.remove = function(t, pos)
+lib.remove = function(t, pos)
   checktable(t, "remove")
   local size = len(t)
   local p = size
@@ -749,7 +753,7 @@ table.remove = function(t, pos)
   t[p < size and size or p] = nil
   return v
 end
-table.concat = function(t, sep, i, j)
+lib.concat = function(t, sep, i, j)
   checktable(t, "concat")
   if i == nil then i = 1 end
   if j == nil then j = len(t) end
@@ -757,19 +761,19 @@ table.concat = function(t, sep, i, j)
   if a and b and b >= a then work(((b + 0.0) - a + 1) * 16, "table.concat") end
   return t_concat(t, sep, i, j)
 end
-table.unpack = function(t, i, j)
+lib.unpack = function(t, i, j)
   if i == nil then i = 1 end
   if j == nil then j = len(t) end
   local a, b = int(i), int(j)
   if a and b and b >= a then work(((b + 0.0) - a + 1) * 4, "table.unpack") end
   return t_unpack(t, i, j)
 end
-table.move = function(a1, f, e, t, a2)
+lib.move = function(a1, f, e, t, a2)
   local a, b = int(f), int(e)
   if a and b and b >= a then work(((b + 0.0) - a + 1) * 8, "table.move") end
   return t_move(a1, f, e, t, a2)
 end
-table.sort = function(t, comp)
+lib.sort = function(t, comp)
   checktable(t, "sort")
   if comp ~= nil and type(comp) ~= "function" then
     error("bad argument #2 to 'sort' (function expected, got " .. type(comp) .. ")", 2)
@@ -784,71 +788,140 @@ table.sort = function(t, comp)
   t_sort(a, comp)
   t_move(a, 1, n, 1, t)
 end
-env.math = math
-env.utf8 = utf8
-env.os = copy(os, {"time", "clock", "date", "difftime"})
-env.coroutine = {
-  create = s_create, resume = s_resume, wrap = s_wrap, close = s_close, status = co_status,
-  running = co_running, yield = co_yield, isyieldable = co_isyieldable,
-}
-env._G = env
-env.ctx = ctx
 
-local function body(file, fname, input)
-  sethook(hook, "", STEP)
-  local chunk = loadfile_(file)
-  if not chunk then error("handler_not_found: the bundle has no file " .. file, 0) end
-  chunk()
-  local f = rawget(env, fname)
-  if type(f) ~= "function" then
-    error("handler_not_found: " .. file .. " defines no function '" .. fname .. "'", 0)
+-- Coroutines get the hook, and their errors the kill's stickiness.
+function lib.create(f)
+  check()
+  if type(f) ~= "function" then error("bad argument #1 to 'create' (function expected)", 2) end
+  local co = co_create(f)
+  sethook(co, hook, "", STEP)
+  return co
+end
+local function rfinish(ok, ...)
+  after_protected(ok, (...))
+  return ok, ...
+end
+function lib.resume(co, ...)
+  check()
+  return rfinish(co_resume(co, ...))
+end
+local function wfinish(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+function lib.wrap(f)
+  local co = lib.create(f)
+  return function(...) return wfinish(lib.resume(co, ...)) end
+end
+function lib.close(co)
+  check()
+  return rfinish(co_close(co))
+end
+
+
+-- Ways to share n subject bytes among e backtracking items: C(n + e, e), an upper bound on
+-- the paths Lua's matcher can try (stops growing once past any cap).
+local function paths(n, e)
+  local c = 1
+  for k = 1, e do
+    c = c * (n + k) / k
+    if c > 1e30 then return c end
   end
-  local result = f(ctx, input)
-  -- The last stretch (a C call, a ctx call) may have run past the deadline unseen.
-  if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
-  items = 0
-  local okp, out = pcall_(plain, result, 0)
-  after_protected(okp, out)
-  if not okp then error(out, 0) end
-  if now() > DEADLINE then kill("timeout", "wall-clock time limit reached") end
-  sethook()
-  return out
+  return c
 end
 
-local function msgh(e)
-  if killed then return KILLMSG end
-  local te = type(e)
-  if te == "string" then
-    if not utf8_len(e) then e = s_gsub(e, "[\128-\255]", "?") end
-    return e
+-- Analyses cached by pattern (a run calls the same few patterns over and over).
+local acache, gcache, acount = {}, {}, 0
+
+-- The worst-case steps of pattern p (with magic characters) on an n-byte subject.
+function lib.cost(p, n, unanchorable)
+  local cache = unanchorable and gcache or acache
+  local info = cache[p]
+  if info == nil then
+    if acount >= 256 then acache, gcache, acount = {}, {}, 0; cache = unanchorable and gcache or acache end
+    info = lib.analyse(p, not unanchorable)
+    cache[p] = info
+    acount = acount + 1
   end
-  if te == "number" then return tostring(e) end
-  return "(error object is a " .. te .. " value)"
+  local cost
+  local starts = info.anchored and 0 or 1
+  if info.prefix then
+    cost = paths(n, info.prefix + starts) + paths(n, info.suffix)
+  elseif info.q <= 0 then
+    cost = starts == 1 and n * #p or #p
+  else
+    cost = paths(n, info.q + starts)
+  end
+  if info.widest > 16 then cost = cost * info.widest / 16 end
+  return cost
 end
 
-return function(file, fname, input)
-  return xpcall_(body, msgh, file, fname, input)
+function lib.refuse(cost, n)
+  error(where() .. "pattern_too_complex: this pattern could take about " .. s_format("%.3g", cost)
+        .. " steps on a " .. n .. "-byte string (at most " .. s_format("%.3g", PATTERN_MAX)
+        .. "); match smaller pieces", 0)
 end
+
+local function jumps(src)
+  local _, a = s_gsub(src, "%f[%w_]and%f[^%w_]", "")
+  local _, o = s_gsub(src, "%f[%w_]or%f[^%w_]", "")
+  local _, e = s_gsub(src, "%f[%w_]elseif%f[^%w_]", "")
+  return a + o + e
+end
+
+-- What compiling src costs, in instruction units; source_too_large when it is over the caps.
+function lib.parse_units(src, name)
+  local n = #src
+  if n > SRCMAX then
+    error(where() .. "source_too_large: " .. s_sub(name, 2) .. " is " .. n .. " bytes (at most " .. SRCMAX .. ")", 0)
+  end
+  local k = jumps(src)
+  if k > JUMPMAX then
+    error(where() .. "source_too_large: " .. s_sub(name, 2) .. " has " .. k .. " and/or/elseif (at most "
+          .. JUMPMAX .. "): compiling it could take too long", 0)
+  end
+  return n * 4 + k * k
+end
+
+-- Keys become strings in JSON: 1 and "1" in one table would silently become one entry.
+function lib.clash(out)
+  for key in next, out do
+    if m_type(key) == "integer" and rawget(out, tostring(key)) ~= nil then
+      error("invalid_value: a table has both the key " .. key .. ' and the key "' .. key
+            .. '" (keys become strings in JSON)', 0)
+    end
+  end
+end
+
+return lib
 """
 
 _LOCATION = re.compile(r"^(?P<file>[\w./-]+\.lua):(?P<line>\d+): ")
 _CODE = re.compile(r"^(?P<code>[a-z_]+): ")
 _prelude_bytecode: bytes | None = None
+_lazy_bytecode: bytes | None = None
 
 
 def _deny_attributes(obj, attr_name, is_setting):
     raise AttributeError("access denied")
 
 
+def _compile(source: str) -> bytes:
+    """Trusted host code compiled once per process (by a throw-away runtime) to stripped
+    bytecode: never handler code."""
+    builder = lupa.LuaRuntime(register_eval=False, register_builtins=False, encoding=None)
+    return builder.execute(
+        "local src = ...; return string.dump(assert(load(src, '=[junction]', 't')), true)", source.encode()
+    )
+
+
 def _prelude_loader(lua):
-    """The prelude compiled once per process (by a throw-away runtime) and loaded as
-    bytecode: the host's own trusted code, never handler code."""
-    global _prelude_bytecode
+    """The prelude, loaded as bytecode; the lazy library's bytecode rides along (see
+    ``LAZY_PRELUDE``)."""
+    global _prelude_bytecode, _lazy_bytecode
     if _prelude_bytecode is None:
-        builder = lupa.LuaRuntime(register_eval=False, register_builtins=False, encoding=None)
-        _prelude_bytecode = builder.execute(
-            "local src = ...; return string.dump(assert(load(src, '=[junction]', 't')), true)", PRELUDE.encode()
-        )
+        _lazy_bytecode = _compile(LAZY_PRELUDE)
+        _prelude_bytecode = _compile(PRELUDE)
     chunk = lua.globals().load(_prelude_bytecode, "=[junction]", "b")
     if isinstance(chunk, tuple):  # pragma: no cover - (nil, message)
         raise RuntimeError(f"prelude does not load: {chunk[1]}")
@@ -872,6 +945,9 @@ def from_lua(value: Any) -> Any:
 
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
+# json.dumps builds a new encoder on every call when given options; this one is built once.
+_RESULT_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_FLAT = frozenset({type(None), bool, int, float, str})
 
 
 def _plain_tree(value: Any, depth: int = 0) -> Any:
@@ -893,6 +969,10 @@ def to_lua(lua, value: Any) -> Any:
     """Python plain data to Lua values: dicts/lists become fresh Lua tables (never proxies)."""
     if isinstance(value, _SCALARS):
         return value
+    if type(value) is dict and all(type(k) is str and type(v) in _FLAT for k, v in value.items()):
+        # The common case (config, instance info, small inputs): one flat level of plain data
+        # converts as it is, without the copy and the recursive walk.
+        return lua.table_from(value)
     if isinstance(value, (dict, list, tuple)):
         return lua.table_from(_plain_tree(value), recursive=True)
     return str(value)
@@ -941,7 +1021,7 @@ def run_lua(
     t0 = time.perf_counter()
     started = time.monotonic()
     deadline = started + limits.timeout_ms / 1000.0
-    get_source = source.get if isinstance(source, Mapping) else source
+    get_source = source.get if type(source) is dict or isinstance(source, Mapping) else source
     kill: dict = {}
 
     def on_kill(code, message, kfile, kline):
@@ -964,6 +1044,8 @@ def run_lua(
         try:
             if name == "__source":  # the prelude asking for a bundle file's source
                 return get_source(args) if isinstance(args, str) else None
+            if name == "__lazy":  # the prelude's lazy library, on the run's first need
+                return _lazy_bytecode
             pyargs = [from_lua(args[i]) for i in range(1, n + 1)]
             value = host.call(name, pyargs, deadline)
             return True, to_lua(holder[0], value)
@@ -1034,7 +1116,7 @@ def run_lua(
     else:
         try:
             result = from_lua(value)
-            encoded = json.dumps(result, separators=(",", ":"), allow_nan=False)
+            encoded = _RESULT_ENCODER.encode(result)
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             error = SandboxError("invalid_value", f"the result is not plain data: {exc}"[:300])
             result = None
