@@ -618,8 +618,10 @@ end
 """
 
 LAZY_PRELUDE = r"""
--- Code a run needs only when it uses it: the table functions' replacements and the pattern
--- analyser. Loaded (as bytecode) on first use by the prelude, which passes what it needs.
+-- Host code a run needs only when it uses it: the replacements of table.insert/remove/concat/
+-- unpack/move/sort and coroutine.create/resume/wrap/close, the pattern analyser, the pricing
+-- of large sources and the 1/"1" key check. Loaded (as bytecode) by the prelude's lazy() on a
+-- run's first need, with what it needs from the prelude as arguments.
 local work, loop, int, s_byte, m_max, m_log, t_concat, t_unpack, t_move, t_sort, s_gsub, s_sub, m_type, where,
       SRCMAX, JUMPMAX, check, after_protected, hook, sethook, STEP, co_create, co_resume, co_close, s_format,
       PATTERN_MAX = ...
@@ -685,7 +687,7 @@ function lib.analyse(p, anchorable)
     for k = 1, to do if bt[k] then q = q + 1 end end
     return q
   end
-  local info = { anchored = anchored, widest = widest, plain = count_bt(m) == 0 }
+  local info = { anchored = anchored, widest = widest }
   -- Ending in $: from the first ".*"/".-" followed only by items that can match empty, the
   -- rest always matches (up to the end), so what comes before it never backtracks on its
   -- account: prefix and rest are priced apart.
