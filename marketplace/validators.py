@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image
 
+from . import schemas
 from .choices import ResourceKind
 
 SECRET_MASK = "********"
@@ -158,11 +159,11 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
         if isinstance(spec, dict) and "default" in spec and name not in completed:
             completed[name] = spec["default"]
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+        schemas.check_schema(schema)
+    except schemas.SchemaError as exc:
         # Publishing validates configSchema; this guards versions that predate that check.
         raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]})
-    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator = schemas.validator(schema, format_checker=True)
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):
         path = _error_path(error)

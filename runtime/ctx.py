@@ -42,8 +42,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from marketplace import schemas
 
 from . import dispatch
 from .dispatch import DeviceSpec
@@ -100,8 +99,8 @@ class Ctx:
         self.permissions = frozenset(p for p in (manifest.get("permissions") or []) if isinstance(p, str))
         resources = manifest.get("resources")
         self.resources = resources if isinstance(resources, dict) else {}
-        schemas = manifest.get("dataContainerSchemas")
-        self.container_schemas = schemas if isinstance(schemas, dict) else {}
+        containers = manifest.get("dataContainerSchemas")
+        self.container_schemas = containers if isinstance(containers, dict) else {}
         self.config = config
         self.instance_info = instance_info
         self.store = store
@@ -109,7 +108,7 @@ class Ctx:
         self.limits = limits
         self.logs: list[dict] = []
         self._log_bytes = 0
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, schemas.Validator] = {}
 
     # --- dispatch ---
     def call(self, name: str, args: list, deadline: float) -> Any:
@@ -187,10 +186,10 @@ class Ctx:
         if validator is None:
             schema = self.container_schemas[container]
             try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError:
+                schemas.check_schema(schema)
+            except schemas.SchemaError:
                 raise HostError("container_invalid", f"the schema of container '{container}' is not valid") from None
-            validator = self._validators[container] = Draft202012Validator(schema)
+            validator = self._validators[container] = schemas.validator(schema)
         error = next(iter(validator.iter_errors(value)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "value"

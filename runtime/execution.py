@@ -17,9 +17,7 @@ from typing import Any, Mapping
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
+from marketplace import schemas
 from marketplace.choices import RunStatus, VersionState
 from marketplace.models import HandlerRun, Instance, Integration, IntegrationVersion
 
@@ -38,10 +36,10 @@ def _schema_error(schema: Any, value: Any) -> str | None:
     if not isinstance(schema, (dict, bool)):
         return None
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
+        schemas.check_schema(schema)
+    except schemas.SchemaError as exc:
         return f"the schema itself is invalid: {exc.message}"
-    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    error = next(iter(schemas.validator(schema).iter_errors(value)), None)
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -75,10 +75,30 @@ def platform_limits() -> Limits:
     return limits_for(None)
 
 
+# Limits per (settings, requested values): every run asks, and a Limits is immutable.
+_by_request: dict = {}
+
+
 def limits_for(handler: dict | None) -> Limits:
     """Limits for one manifest handler entry (or None): requested values capped by the maxima."""
     requested = (handler or {}).get("limits") if isinstance(handler, dict) else None
     requested = requested if isinstance(requested, dict) else {}
+    t, m, i = requested.get("timeoutMs"), requested.get("memoryMb"), requested.get("instructions")
+    # Types are part of the key: True == 1 == 1.0, yet only 1 is a valid request.
+    key = (settings._wrapped, type(t), t, type(m), m, type(i), i)
+    try:
+        return _by_request[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value (a list...): not cached
+        return _limits(requested)
+    if len(_by_request) >= 256:
+        _by_request.clear()
+    limits = _by_request[key] = _limits(requested)
+    return limits
+
+
+def _limits(requested: dict) -> Limits:
     return Limits(
         timeout_ms=_clamp(
             requested.get("timeoutMs"),

@@ -11,7 +11,7 @@ import jsonschema
 from django.conf import settings
 from referencing.exceptions import Unresolvable
 
-from .. import jsonvalues
+from .. import jsonvalues, schemas
 from .report import Report
 from .schedules import cron_min_interval, parse_every, validate_cron, validate_timezone
 
@@ -59,7 +59,7 @@ def dotted(parts) -> str:
 def _schema_errors(manifest: dict, report: Report) -> set[str]:
     """Validate against the manifest schema. Returns the dotted paths found broken so later
     checks do not pile up on them."""
-    validator = jsonschema.Draft202012Validator(manifest_schema())
+    validator = schemas.validator(manifest_schema())
     broken: set[str] = set()
     for error in sorted(validator.iter_errors(manifest), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
         _report_schema_error(error, report, broken)
@@ -146,8 +146,8 @@ def check_json_schema(schema, path: str, report: Report) -> bool:
     """``schema`` is valid Draft 2020-12 and every ``default`` in it satisfies its own
     subschema. Returns False when the schema itself is invalid."""
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+        schemas.check_schema(schema)
+    except schemas.SchemaError as exc:
         where = dotted([path, *exc.absolute_path]) if exc.absolute_path else path
         report.add("schema_invalid", f"not a valid JSON Schema (Draft 2020-12): {exc.message}", path=where)
         return False
@@ -156,7 +156,7 @@ def check_json_schema(schema, path: str, report: Report) -> bool:
         return False
     if not isinstance(schema, dict):
         return True
-    root = jsonschema.Draft202012Validator(schema)
+    root = schemas.validator(schema)
     for sub, parts in _subschemas(schema, []):
         if "default" not in sub:
             continue
