@@ -113,18 +113,6 @@ def validate_attachment(upload) -> None:
 
 # --- Manifests and config ------------------------------------------------------------------
 
-def contains_nul(value: Any) -> bool:
-    """True when a string anywhere in ``value`` (keys included) holds U+0000, which
-    PostgreSQL cannot store in text or jsonb columns: refuse it rather than fail on save."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(contains_nul(v) for v in value)
-    return False
-
-
 def declared_resources(manifest: dict) -> dict[str, dict]:
     resources = manifest.get("resources") or {}
     return resources if isinstance(resources, dict) else {}

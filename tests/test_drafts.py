@@ -149,6 +149,24 @@ def test_bundle_content_must_be_text_within_caps(integration, publisher, setting
     assert list(exc.value.errors) == ["files"]
 
 
+def test_a_manifest_nested_past_any_recursion_limit_is_refused_not_raised(integration, publisher):
+    """A manifest handed in by code (the API, a script) is checked without recursing."""
+    draft = factories.make_draft(integration)
+    deep: dict = {}
+    node = deep
+    for _ in range(50_000):
+        node["a"] = {}
+        node = node["a"]
+
+    with pytest.raises(InvalidInput) as exc:
+        update_draft(draft=draft, manifest={"name": "x", "deep": deep}, user=publisher)
+
+    [message] = exc.value.errors["manifest"]
+    assert "nested deeper than" in message
+    draft.refresh_from_db()
+    assert "deep" not in draft.manifest
+
+
 def test_nul_characters_are_refused(integration, publisher):
     """PostgreSQL stores no U+0000 in jsonb: refused as input, not a failed save."""
     draft = factories.make_draft(integration)
@@ -163,7 +181,9 @@ def test_nul_characters_are_refused(integration, publisher):
 
     with pytest.raises(InvalidInput) as exc:
         update_draft(draft=draft, manifest={"handlers": {"sync": {"file": ["main\x00.lua"]}}}, user=publisher)
-    assert exc.value.errors == {"manifest": ["manifest must not contain NUL characters"]}
+    assert exc.value.errors == {
+        "manifest": ["manifest is not plain JSON: at handlers.sync.file[0]: a string holds U+0000 (NUL), which cannot be stored"]
+    }
 
     # The two characters backslash-zero, or an escape in Lua source, are ordinary text.
     update_draft(draft=draft, files={"main.lua": 'local nul = "\\0" -- \\u0000'}, user=publisher)

@@ -103,7 +103,21 @@ def test_config_is_validated_against_the_config_schema(v1, globex, bindings, con
 def test_nul_characters_in_config_are_refused(v1, globex, bindings):
     with pytest.raises(InvalidInput) as exc:
         install(v1, globex, config={"site": "Plant\x001", "apiKey": "k"}, bindings=bindings)
-    assert exc.value.errors == {"config": ["config must not contain NUL characters"]}
+    assert exc.value.errors == {
+        "config": ["config is not plain JSON: at site: a string holds U+0000 (NUL), which cannot be stored"]
+    }
+    assert counts() == (0, 0)
+
+
+def test_config_nested_past_any_recursion_limit_is_refused_not_raised(v1, globex, bindings):
+    deep: list = []
+    node = deep
+    for _ in range(50_000):
+        node.append([])
+        node = node[0]
+    with pytest.raises(InvalidInput) as exc:
+        install(v1, globex, config={"site": "HQ", "apiKey": "k", "extra": deep}, bindings=bindings)
+    assert "nested deeper than" in exc.value.errors["config"][0]
     assert counts() == (0, 0)
 
 

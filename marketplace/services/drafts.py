@@ -6,10 +6,9 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from .. import access
+from .. import access, jsonvalues
 from ..exceptions import Conflict, ImmutableVersion, InvalidInput
 from ..models import Integration, IntegrationVersion
-from ..validators import contains_nul
 
 
 def starter_manifest(integration: Integration) -> dict:
@@ -84,8 +83,10 @@ def update_draft(
     if manifest is not None:
         if not isinstance(manifest, dict):
             raise InvalidInput("manifest must be a JSON object", field="manifest")
-        if contains_nul(manifest):
-            raise InvalidInput("manifest must not contain NUL characters", field="manifest")
+        try:  # iterative: a manifest built in code may be nested past any recursion limit
+            jsonvalues.check_value(manifest)
+        except jsonvalues.JSONRefused as exc:
+            raise InvalidInput(f"manifest is not plain JSON: {exc.message}", field="manifest") from None
         draft.manifest = manifest
     if files is not None:
         draft.files = check_bundle(files)

@@ -5,11 +5,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import access
+from .. import access, jsonvalues
 from ..exceptions import Conflict, InvalidInput, NotInstallable
 from ..models import Device, Instance, IntegrationVersion, Organization, ResourceBinding
 from ..packaging.validation import cap_report
-from ..validators import SECRET_MASK, contains_nul, secret_fields, validate_config
+from ..validators import SECRET_MASK, secret_fields, validate_config
 
 
 def _runtime():
@@ -37,8 +37,10 @@ def _resolve_config(version: IntegrationVersion, values, previous_secrets: dict 
         values = {}
     if not isinstance(values, dict):
         raise InvalidInput("config must be a JSON object", field="config")
-    if contains_nul(values):
-        raise InvalidInput("config must not contain NUL characters", field="config")
+    try:
+        jsonvalues.check_value(values)
+    except jsonvalues.JSONRefused as exc:
+        raise InvalidInput(f"config is not plain JSON: {exc.message}", field="config") from None
     schema = version.config_schema
     secrets = secret_fields(schema)
     merged = dict(values)
