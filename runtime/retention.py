@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -46,20 +46,25 @@ def kept_chains(ids: list[int], cutoff: datetime) -> set[int]:
     return set(recent.values_list("first_run_id", flat=True))
 
 
-def delete_runs(ids: list[int]) -> int:
-    """Delete these runs and their attempts in as few statements as the database takes
-    (one each on PostgreSQL). Django's ``delete()`` would load every row to follow the
-    ``first_run`` cascade and then delete 100 ids per statement (docs/operations.md).
-    Only for old runs whose chains are not kept: their attempts are old and
-    finished too (``kept_chains``), so deleting them is the cascade the model declares."""
+def delete_runs(ids: list[int], cutoff: datetime) -> int:
+    """Delete these old runs (from ``old_runs`` less ``kept_chains``) and their attempts,
+    in two statements (per chunk of the database's parameter limit). Django's ``delete()``
+    would load every row to follow the ``first_run`` cascade and then delete 100 ids per
+    statement (docs/operations.md). An attempt is deleted only if it is old and finished
+    too: one created since ``kept_chains`` looked (a replay of an old run) stays, and the
+    foreign key then refuses the transaction at commit (IntegrityError) rather than
+    deleting it."""
     table = connection.ops.quote_name(HandlerRun._meta.db_table)
-    size = connection.features.max_query_params or len(ids) or 1
+    size = (connection.features.max_query_params or len(ids) + 3) - 3
     deleted = 0
     with connection.cursor() as cursor:
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(f"DELETE FROM {table} WHERE first_run_id IN ({marks})", chunk)
+            cursor.execute(
+                f"DELETE FROM {table} WHERE first_run_id IN ({marks}) AND created_at < %s AND status IN (%s, %s)",
+                [*chunk, cutoff, *FINISHED],
+            )
             deleted += cursor.rowcount
             cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)
             deleted += cursor.rowcount
@@ -74,8 +79,9 @@ def prune_runs(*, now: datetime | None = None, batch: int | None = None, pause_m
     ``max_seconds`` at most (each defaults to its JUNCTION_RUN_PRUNE_* setting). Returns how many runs were deleted
     (attempts deleted with their first run included).
 
-    Each transaction locks its batch with SKIP LOCKED (PostgreSQL), so a replay holding
-    an old run is passed over, not waited for."""
+    No row is locked before its DELETE (locking writes every row a second time: twice
+    the WAL); a replay created meanwhile makes its batch fail at commit, and the batch is
+    left for the next pass (``delete_runs``)."""
     now = now or timezone.now()
     batch = batch or settings.JUNCTION_RUN_PRUNE_BATCH
     pause = (settings.JUNCTION_RUN_PRUNE_PAUSE_MS if pause_ms is None else pause_ms) / 1000
@@ -91,11 +97,16 @@ def prune_runs(*, now: datetime | None = None, batch: int | None = None, pause_m
         page = candidates
         if last is not None:
             page = page.filter(created_at__gte=last[1]).filter(Q(created_at__gt=last[1]) | Q(pk__gt=last[0]))
-        with transaction.atomic():
-            rows = list(page.select_for_update(skip_locked=True).values_list("pk", "created_at")[:batch])
-            ids = [pk for pk, _ in rows]
-            kept = kept_chains(ids, cutoff)
-            total += delete_runs([pk for pk in ids if pk not in kept])
+        try:
+            with transaction.atomic():
+                rows = list(page.values_list("pk", "created_at")[:batch])
+                ids = [pk for pk, _ in rows]
+                kept = kept_chains(ids, cutoff)
+                deleted = delete_runs([pk for pk in ids if pk not in kept], cutoff)
+            total += deleted
+        except IntegrityError:
+            # A run of this batch was replayed meanwhile: the batch stays until the next pass.
+            log.warning("pruning runs: a batch after run %s was refused (a new attempt); left for later", rows[0][0])
         batches += 1
         if len(rows) < batch:
             break
