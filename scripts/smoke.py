@@ -185,6 +185,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=90, help="seconds for the whole check once migrated")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
+    # Stopped from outside (CI's time limit, Ctrl-C): still stop the servers in `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     data = Path(tempfile.mkdtemp(prefix="junction-smoke-"))
     port = free_port()
