@@ -54,6 +54,8 @@ def delete_runs(ids: list[int], cutoff: datetime) -> int:
     too: one created since ``kept_chains`` looked (a replay of an old run) stays, and the
     foreign key then refuses the transaction at commit (IntegrityError) rather than
     deleting it."""
+    if not ids:
+        return 0
     table = connection.ops.quote_name(HandlerRun._meta.db_table)
     size = (connection.features.max_query_params or len(ids) + 3) - 3
     deleted = 0
