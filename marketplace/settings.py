@@ -335,8 +335,16 @@ JUNCTION_RETRY_MAX_ATTEMPTS = 10
 JUNCTION_RETRY_MAX_DELAY_SECONDS = 3600
 JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered item ids per polling timer
 JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
-JUNCTION_HOUSEKEEPING_EVERY_SECONDS = 3600
+# Housekeeping (pruning runs among its jobs) runs this often; at hundreds of runs a second
+# run it every few minutes so each pass prunes a few minutes' worth (docs/operations.md).
+JUNCTION_HOUSEKEEPING_EVERY_SECONDS = env_int("JUNCTION_HOUSEKEEPING_EVERY_SECONDS", 3600)
 JUNCTION_RUN_RETENTION_DAYS = env_int("JUNCTION_RUN_RETENTION_DAYS", 30)
+# Pruning old runs (runtime/retention.py; figures in docs/operations.md): runs deleted per
+# transaction, the pause between transactions (ms) so workers and autovacuum keep their
+# share of the disk, and the seconds one housekeeping spends at most (the next goes on).
+JUNCTION_RUN_PRUNE_BATCH = env_int("JUNCTION_RUN_PRUNE_BATCH", 5000)
+JUNCTION_RUN_PRUNE_PAUSE_MS = env_int("JUNCTION_RUN_PRUNE_PAUSE_MS", 100)
+JUNCTION_RUN_PRUNE_MAX_SECONDS = env_int("JUNCTION_RUN_PRUNE_MAX_SECONDS", 60)
 JUNCTION_REQUEUE_AFTER_SECONDS = 900  # a queued run never picked up by then lost its message
 
 # --- Runtime: the Lua sandbox and ctx (runtime/sandbox.py, limits.py, ctx.py) -----------------

@@ -353,20 +353,6 @@ def schedule_retry(run: HandlerRun) -> HandlerRun | None:
 
 # --- Housekeeping --------------------------------------------------------------------------
 
-def prune_runs(*, now=None, batch: int = 5000) -> int:
-    """Delete finished runs older than JUNCTION_RUN_RETENTION_DAYS, in batches."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.JUNCTION_RUN_RETENTION_DAYS)
-    total = 0
-    while True:
-        ids = list(
-            HandlerRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED).values_list("pk", flat=True)[:batch]
-        )
-        if not ids:
-            return total
-        total += HandlerRun.objects.filter(pk__in=ids).delete()[1].get(HandlerRun._meta.label, 0)
-
-
 def requeue_stranded_runs(*, now=None, limit: int = 10_000) -> int:
     """Send again the runs still queued and never picked up well after they were created:
     their message was lost (a crash between commit and send, a broker outage). A message

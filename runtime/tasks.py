@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from . import runs, schedules
+from . import retention, runs, schedules
 from .limits import setting
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def housekeeping() -> dict:
     from marketplace.services.media import sweep_orphan_files
 
     done = {
-        "runs_pruned": runs.prune_runs(),
+        "runs_pruned": retention.prune_runs(),
         "cache_purged": CacheEntry.objects.filter(expires_at__lt=timezone.now()).delete()[0],
         "stale_failed": runs.fail_stale_runs(),
         "requeued": runs.requeue_stranded_runs(),
