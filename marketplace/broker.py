@@ -54,6 +54,8 @@ from kombu.utils.json import dumps, loads
 
 log = logging.getLogger(__name__)
 
+# Messages handed to the worker per poll of the event loop at most (it polls every polling_interval).
+DELIVERIES_PER_POLL = 100
 # A temporary file older than this was left by a writer that died mid-write.
 STALE_TEMP_SECONDS = 3600
 
@@ -348,13 +350,32 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
-    """kombu's filesystem transport with ``Channel`` above (``marketplace.broker:Transport``)."""
+    """kombu's filesystem transport with ``Channel`` above (``marketplace.broker:Transport``).
+
+    It also tells Celery it can run in the worker's event loop, where it polls the folder on
+    a timer: a worker on an asynchronous transport uses the pool that gives each process a
+    pipe of its own. On a blocking transport Celery falls back to billiard's classic pool,
+    whose processes share one job pipe; once a few of them are killed (memory, hard time
+    limit) that pool stops taking jobs and the worker stalls with its prefetched messages
+    unacked, on kombu's filesystem transport and on this one alike."""
 
     Channel = Channel
+    implements = filesystem.Transport.implements.extend(asynchronous=True)
     # Shared by every connection in the process, as in kombu's filesystem transport.
     global_state = virtual.BrokerState()
     driver_type = "filesystem"
     driver_name = "junction-filesystem"
+
+    def register_with_event_loop(self, connection, loop):
+        loop.call_repeatedly(self.polling_interval, self._deliver_waiting)
+
+    def _deliver_waiting(self) -> None:
+        # Each channel delivers while its prefetch allows; a bound keeps one call short.
+        for _ in range(DELIVERIES_PER_POLL):
+            try:
+                self.cycle.get(self._deliver)
+            except Empty:
+                return
 
     @property
     def default_connection_params(self):

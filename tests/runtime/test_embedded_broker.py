@@ -225,8 +225,9 @@ def test_of_two_consumers_each_message_goes_to_exactly_one(broker_dir):
 
 # --- Through a real Celery worker ---------------------------------------------------------
 
-def celery_worker(processes, log_name: str) -> subprocess.Popen:
-    return processes("-m", "celery", "-A", "tests.runtime.embedded_broker_app", "worker", "-c", "1", "-l", "INFO",
+def celery_worker(processes, log_name: str, concurrency: int = 1) -> subprocess.Popen:
+    return processes("-m", "celery", "-A", "tests.runtime.embedded_broker_app", "worker", "-c", str(concurrency),
+                     "-l", "INFO",
                      "--without-mingle", "--without-gossip", "--without-heartbeat", "-n", f"{log_name}@%h",
                      log_name=f"{log_name}.log")
 
@@ -242,20 +243,27 @@ def worker_log(broker_dir, name: str) -> str:
 
 
 @pytest.mark.celery
-def test_a_task_whose_pool_process_dies_is_delivered_again_marked_redelivered(broker_dir, processes, tmp_path):
+def test_tasks_whose_pool_processes_die_are_delivered_again_marked_redelivered(broker_dir, processes, tmp_path):
+    """Twenty tasks, each killing the pool process that runs it the first time, on a worker of
+    two processes: every one runs again, told it was redelivered, and the worker keeps
+    going (on a blocking transport Celery's classic pool stalls after a few such deaths)."""
     from .embedded_broker_app import die_once
 
     with connection(broker_dir) as conn:
         conn.channel()
-    worker = celery_worker(processes, "worker")
-    send_task(die_once, broker_dir, str(tmp_path))
+    worker = celery_worker(processes, "worker", concurrency=2)
+    folders = [tmp_path / f"task-{n}" for n in range(20)]
+    for folder in folders:
+        folder.mkdir()
+        send_task(die_once, broker_dir, str(folder))
 
-    second = tmp_path / "second.json"
-    wait_for(lambda: second.exists() or worker.poll() is not None, "the second delivery")
-    assert second.exists(), worker_log(broker_dir, "worker")
-    first = json.loads((tmp_path / "first.json").read_text())
-    assert first["redelivered"] is False
-    assert json.loads(second.read_text())["redelivered"] is True
+    seconds = [folder / "second.json" for folder in folders]
+    wait_for(lambda: all(path.exists() for path in seconds) or worker.poll() is not None, "every second delivery",
+             timeout=60)
+    assert all(path.exists() for path in seconds), worker_log(broker_dir, "worker")
+    for folder in folders:
+        assert json.loads((folder / "first.json").read_text())["redelivered"] is False
+        assert json.loads((folder / "second.json").read_text())["redelivered"] is True
     assert worker.poll() is None  # the worker lives on
 
 
