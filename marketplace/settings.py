@@ -248,19 +248,23 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-# The embedded default is kombu's filesystem transport: no server, and worker, beat and web
-# share it through files under var/broker. Production points CELERY_BROKER_URL at Redis.
+# The embedded default is a filesystem broker: no server, and worker, beat and web share it
+# through files under var/broker. It is kombu's filesystem transport made safe to share
+# (marketplace/broker.py: atomic writes, unreadable files quarantined, the messages of a
+# worker that died given back as redelivered; docs/embedded.md). Production points
+# CELERY_BROKER_URL at Redis.
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for folder in ("queue", "processed", "control"):
-        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "marketplace.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
+        "unacked_folder": str(BROKER_DIR / "unacked"),  # a folder per consumer: taken, not yet acked
+        "quarantine_folder": str(BROKER_DIR / "quarantine"),  # files that were not readable messages
+        # Seconds between a worker's checks for consumers that died holding messages.
+        "recover_interval": 10,
         # A worker takes one message per free process per poll: kombu's default of 1 s
         # would hold the embedded default to a couple of messages a second.
         "polling_interval": 0.05,
