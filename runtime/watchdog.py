@@ -38,7 +38,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from django.db import connections
@@ -61,20 +60,28 @@ class Killed(Exception):
     process is dead before that; only a watchdog whose kill returns (tests) gets here."""
 
 
-@dataclass(eq=False)
 class Watch:
-    """One armed run: what the watchdog records, and when it fires."""
+    """One armed run: what the watchdog records, and when it fires. Leaving it as a
+    context manager disarms it."""
 
-    run_id: int
-    starts: int
-    timeout_ms: int
-    started: float
-    kill_at: float
-    logs: list = field(default_factory=list)
+    __slots__ = ("watchdog", "run_id", "starts", "timeout_ms", "started", "kill_at", "logs")
+
+    def __init__(self, watchdog: Watchdog, run_id: int, starts: int, timeout_ms: int, started: float,
+                 kill_at: float):
+        self.watchdog = watchdog
+        self.run_id, self.starts, self.timeout_ms = run_id, starts, timeout_ms
+        self.started, self.kill_at = started, kill_at
+        self.logs: list = []
 
     def attach_logs(self, ctx) -> None:
         """Keep the run's ctx logs: a stopped run is recorded with the lines it wrote."""
         self.logs = ctx.logs
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.watchdog.disarm(self)
 
 
 def _kill_self() -> None:
@@ -103,8 +110,7 @@ class Watchdog:
     def arm(self, *, run_id: int, starts: int, timeout_ms: int, margin_ms: int | None = None) -> Watch:
         started = time.monotonic()
         margin_ms = kill_margin_ms() if margin_ms is None else margin_ms
-        watch = Watch(run_id=run_id, starts=starts, timeout_ms=timeout_ms, started=started,
-                      kill_at=started + (timeout_ms + margin_ms) / 1000)
+        watch = Watch(self, run_id, starts, timeout_ms, started, started + (timeout_ms + margin_ms) / 1000)
         with self._cond:
             self._watch = watch
             if self._wake_at is None or watch.kill_at < self._wake_at:
@@ -112,7 +118,7 @@ class Watchdog:
         return watch
 
     def disarm(self, watch: Watch) -> None:
-        """The run is done with the sandbox. Raises ``Killed`` if the watchdog fired on it
+        """The run is done with the sandbox (safe to call twice). Raises ``Killed`` if the watchdog fired on it
         (after its kill returned; a real kill never does)."""
         with self._cond:
             firing = self._firing is watch
@@ -122,13 +128,9 @@ class Watchdog:
             self._fired.wait()
             raise Killed(f"the watchdog stopped run {watch.run_id}")
 
-    @contextlib.contextmanager
-    def watching(self, **arm) -> Iterator[Watch]:
-        watch = self.arm(**arm)
-        try:
-            yield watch
-        finally:
-            self.disarm(watch)
+    def watching(self, **arm) -> Watch:
+        """``arm``, as a context manager that disarms on leaving."""
+        return self.arm(**arm)
 
     def stop(self) -> None:
         """End the thread (tests; a worker's pool process just exits)."""
