@@ -118,8 +118,8 @@ class Watchdog:
         return watch
 
     def disarm(self, watch: Watch) -> None:
-        """The run is done with the sandbox (safe to call twice). Raises ``Killed`` if the watchdog fired on it
-        (after its kill returned; a real kill never does)."""
+        """The run is done with the sandbox (safe to call twice). Raises ``Killed`` if the
+        watchdog fired on it (once its kill returned; a real kill never does)."""
         with self._cond:
             firing = self._firing is watch
             if self._watch is watch:
@@ -164,16 +164,18 @@ class Watchdog:
                                     name="junction-run-watchdog-record", daemon=True)
         recorder.start()
         recorder.join(self.record_seconds)
-        logger.error("run %s is %d ms into its %d ms limit, stuck where the sandbox cannot interrupt it: "
-                     "ending this worker process (pid %d)", watch.run_id, elapsed_ms, watch.timeout_ms, os.getpid())
         try:
             self._kill()
         finally:
             self._fired.set()
 
     def _record(self, watch: Watch, elapsed_ms: int) -> None:
-        """The conditional UPDATE, on this thread's own connection (closed afterwards)."""
+        """The conditional UPDATE, on this thread's own connection (closed afterwards). Logged
+        from here too: a logging handler the stuck thread holds must not delay the kill."""
         try:
+            logger.error("run %s is %d ms into its %d ms limit, stuck where the sandbox cannot interrupt it: "
+                         "ending this worker process (pid %d)", watch.run_id, elapsed_ms, watch.timeout_ms,
+                         os.getpid())
             connection = connections["default"]
             if connection.vendor == "sqlite":
                 connection.ensure_connection()
