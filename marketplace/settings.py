@@ -321,6 +321,10 @@ JUNCTION_RUN_REAP_EVERY_SECONDS = env_int("JUNCTION_RUN_REAP_EVERY_SECONDS", 15)
 # the backstop for code stuck where the sandbox cannot interrupt it. An RLIMIT_CPU of the
 # same length is the child's second line.
 JUNCTION_RUNTIME_KILL_MARGIN_MS = env_int("JUNCTION_RUNTIME_KILL_MARGIN_MS", 2000)
+# In a worker's prefork pool process a run stuck that long past its own timeout is recorded as
+# `timeout` and the process killed by a watchdog thread (runtime.watchdog), long before the
+# hard limit; Celery replaces the process and redelivers the message. Off: the hard limit only.
+JUNCTION_RUN_WATCHDOG = env_bool("JUNCTION_RUN_WATCHDOG", True)
 # Recycle worker processes: untrusted code cannot leak memory across many runs.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512_000)  # KiB

@@ -7,12 +7,13 @@ database-free core shared with the ``run_handler`` command.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
@@ -22,6 +23,7 @@ from marketplace.choices import RunStatus, VersionState
 from marketplace.models import HandlerRun, Instance, Integration, IntegrationVersion
 
 from .ctx import Ctx
+from . import watchdog
 from .dispatch import DeviceSpec, bindings_for
 from .isolation import run_isolated
 from .limits import Limits, limits_for
@@ -62,6 +64,7 @@ def run_spec(
     devices: Mapping[str, DeviceSpec],
     limits: Limits | None = None,
     isolated: bool = False,
+    on_ctx: Callable[[Ctx], None] | None = None,
 ) -> RunResult:
     """Run handler ``handler`` of a package (manifest + files) once, in a fresh sandbox:
     in this process, or with ``isolated`` in a child process killed at the run's limit
@@ -90,6 +93,8 @@ def run_spec(
         devices=devices,
         limits=limits,
     )
+    if on_ctx is not None:
+        on_ctx(ctx)
     outcome = (run_isolated if isolated else run_lua)(
         source=files, file=spec["file"], function=spec["function"], input=input, host=ctx,
         limits=limits,
@@ -212,22 +217,31 @@ def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = 
     # Filled in, so that follow-ups (handler_spec) read them without another query.
     version.manifest, version.files = manifest, files
     resources = manifest.get("resources")
-    try:
-        outcome = run_spec(
-            manifest=manifest,
-            files=files,
-            handler=run.handler,
-            input=run.input,
-            config=instance.runtime_config(),
-            instance_info=instance_info(instance),
-            store=DjangoStore(instance),
-            # Without declared resources ctx refuses every alias before looking at devices.
-            devices=bindings_for(instance) if isinstance(resources, dict) and resources else {},
-            isolated=isolated,
-        )
-    except Exception:
-        logger.exception("run %s of %s failed on the platform's side", run.pk, run.handler)
-        outcome = _failed("internal_error", "the run failed on the platform's side")
+    spec = version.handlers.get(run.handler)
+    limits = limits_for(spec if isinstance(spec, dict) else None)
+    # In a worker's task, a run stuck past its limit plus a margin is recorded and its
+    # process killed by the watchdog (never for an isolated run: its child has its own kill).
+    watch = (contextlib.nullcontext() if isolated
+             else watchdog.watching(run_id=run.pk, starts=run.starts, timeout_ms=limits.timeout_ms))
+    with watch as watched:
+        try:
+            outcome = run_spec(
+                manifest=manifest,
+                files=files,
+                handler=run.handler,
+                input=run.input,
+                config=instance.runtime_config(),
+                instance_info=instance_info(instance),
+                store=DjangoStore(instance),
+                # Without declared resources ctx refuses every alias before looking at devices.
+                devices=bindings_for(instance) if isinstance(resources, dict) and resources else {},
+                limits=limits,
+                isolated=isolated,
+                on_ctx=watched.attach_logs if watched is not None else None,
+            )
+        except Exception:
+            logger.exception("run %s of %s failed on the platform's side", run.pk, run.handler)
+            outcome = _failed("internal_error", "the run failed on the platform's side")
 
     finished = timezone.now()
     error = outcome.error

@@ -7,7 +7,9 @@ dispatcher tick; their time limits sit above the sandbox's own maximum and far b
 broker's visibility timeout (settings, "Runtime" block).
 
 A run stuck where neither the sandbox's hook nor the soft limit reach it (a loop inside a C
-function) is stopped by the hard limit, which kills the pool child: the worker's main
+function) is stopped by the pool process's watchdog at its own limit plus a margin
+(``runtime.watchdog``: the run is recorded, the process killed, the message redelivered);
+should that fail, by the hard limit, which kills the pool child: the worker's main
 process then records the run as ``timeout`` and sends on the runs its message had not
 reached (``RunTask.on_failure``). Runs whose worker vanished altogether are found by the
 dispatcher tick (``runs.fail_stale_runs``), not only by the hourly housekeeping.
@@ -19,10 +21,11 @@ import time
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from . import retention, runs, schedules
+from . import retention, runs, schedules, watchdog
 from .limits import setting
 
 log = logging.getLogger(__name__)
@@ -107,10 +110,21 @@ def batch_seconds() -> float:
 
 def _process(run_id: int, *, redelivered: bool) -> str:
     try:
-        return runs.process_run(run_id, redelivered=redelivered)
+        with watchdog.on_duty():
+            return runs.process_run(run_id, redelivered=redelivered)
     except SoftTimeLimitExceeded:
         runs.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
         raise
+
+
+@worker_process_init.connect
+def _start_watchdog(**kwargs) -> None:
+    """Each prefork pool process watches its runs: one stuck past its own limit plus
+    JUNCTION_RUNTIME_KILL_MARGIN_MS is recorded as ``timeout`` and the process killed
+    (``runtime.watchdog``), long before the hard time limit would. Not in solo or thread
+    pools, where killing the process would take the whole worker down."""
+    if settings.JUNCTION_RUN_WATCHDOG:
+        watchdog.install()
 
 
 def _redelivered(task) -> bool:
