@@ -535,7 +535,7 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
 
 def _postgres_address(dsn: str, deadline: float) -> dict[str, str]:
     """host/hostaddr/port for libpq: the DSN's one server, resolved here and checked by
-    the egress policy, so libpq connects to exactly the address that was checked (it
+    the egress policy, so libpq connects only to the addresses that were checked (it
     would otherwise look the name up again, or fall back to a Unix socket)."""
     try:
         host, port = egress.postgres_server(dsn)
@@ -550,9 +550,12 @@ def _postgres_address(dsn: str, deadline: float) -> dict[str, str]:
         raise HostError("sql_error", f"cannot connect to the database: looking up {host} timed out") from None
     except OSError as exc:
         raise HostError("sql_error", f"cannot connect to the database: {host}: {exc.strerror or exc}") from None
-    if not found:
+    checked = list(dict.fromkeys(egress.parse_address(info[4][0]).compressed for info in found))
+    if not checked:
         raise HostError("sql_error", f"cannot connect to the database: {host} has no address")
-    return {"host": host, "hostaddr": egress.parse_address(found[0][4][0]).compressed, "port": str(port)}
+    # libpq tries each host/hostaddr pair in turn, as it would the name's addresses.
+    return {"host": ",".join([host] * len(checked)), "hostaddr": ",".join(checked),
+            "port": ",".join([str(port)] * len(checked))}
 
 
 def _pg_message(exc) -> str:
