@@ -11,8 +11,9 @@ a PostgreSQL device the platform's own database, which holds every organization'
   address when checked and another when used (DNS rebinding).
 - The platform's own services (its databases, broker, caches and any listed in
   ``JUNCTION_DEVICE_DENY_SERVICES``) are always refused, whatever the other settings.
-  When a service is on a loopback address, every loopback address is refused on its port:
-  ``127.1``, ``::1`` and ``[::ffff:127.0.0.1]`` all reach the same server.
+  When a service is on this machine (a loopback address, or one of the machine's own), every
+  address of this machine is refused on its port: ``127.1``, ``::1``,
+  ``[::ffff:127.0.0.1]`` and the machine's network address may all reach the same server.
 - Then ``JUNCTION_DEVICE_DENY_NETWORKS`` (link-local/metadata, multicast, 0.0.0.0/8 …) is
   refused, ``JUNCTION_DEVICE_ALLOW_NETWORKS`` allowed, and loopback/private/ULA addresses
   are allowed only with ``JUNCTION_DEVICE_ALLOW_PRIVATE`` (on in development, off in
@@ -68,6 +69,8 @@ class EgressPolicy:
     allow: tuple[Network, ...] = ()
     allow_private: bool = False
     services: tuple[Service, ...] = ()
+    # This machine's own addresses besides loopback (``own_addresses()``).
+    own: frozenset = frozenset()
 
     def refusal(self, address: str | Address, port: int) -> str | None:
         """Why ``address``:``port`` may not be a device's, or ``None`` when it may."""
@@ -108,11 +111,14 @@ class EgressPolicy:
                 continue
             if ip in service.addresses:
                 return service
-            # A service on loopback (or on an unspecified address) is reached through any
-            # loopback address of this machine.
-            if _in(ip, _LOOPBACK + _UNSPECIFIED) and any(_in(a, _LOOPBACK + _UNSPECIFIED) for a in service.addresses):
+            # A service on this machine is reached through any address of this machine (it
+            # may listen on all of them).
+            if self._local(ip) and any(self._local(a) for a in service.addresses):
                 return service
         return None
+
+    def _local(self, ip: Address) -> bool:
+        return _in(ip, _LOOPBACK + _UNSPECIFIED) or ip in self.own
 
     def _network_refusal(self, ip: Address) -> str | None:
         if _in(ip, _UNSPECIFIED):
@@ -249,11 +255,30 @@ def _services(endpoints: tuple[tuple[str, str, int], ...]) -> tuple[Service, ...
     return tuple(services)
 
 
+@functools.cache
+def own_addresses() -> frozenset:
+    """This machine's addresses besides loopback: those of its host name and the source
+    address of its default route (a UDP "connect" sends nothing)."""
+    found = set()
+    try:
+        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)}
+    except OSError:
+        pass
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.connect((probe, 9))
+                found.add(sock.getsockname()[0])
+        except OSError:
+            pass
+    return frozenset(a for a in map(parse_address, found) if a is not None and not _in(a, _LOOPBACK + _UNSPECIFIED))
+
+
 @functools.lru_cache(maxsize=32)
 def _policy(deny: tuple[str, ...], allow: tuple[str, ...], allow_private: bool,
             endpoints: tuple[tuple[str, str, int], ...]) -> EgressPolicy:
     return EgressPolicy(deny=networks(deny), allow=networks(allow), allow_private=allow_private,
-                        services=_services(endpoints))
+                        services=_services(endpoints), own=own_addresses())
 
 
 def policy() -> EgressPolicy:

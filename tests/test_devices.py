@@ -235,3 +235,17 @@ def test_the_console_refuses_a_device_at_the_metadata_address(client, outsider, 
     assert response.status_code == 200
     assert "closed to devices" in str(response.context["adminform"].form.errors["base_url"])
     assert not Device.objects.filter(name="Metadata").exists()
+
+
+def test_the_platforms_services_are_refused_at_this_machines_own_addresses(globex, settings, broker_on_loopback):
+    """A broker on loopback may listen on every interface: the machine's network address
+    on the broker's port is the broker too."""
+    from marketplace.egress import own_addresses
+
+    addresses = sorted(own_addresses(), key=str)
+    if not addresses:
+        pytest.skip("this machine has no address besides loopback")
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = True
+    for address in addresses:
+        host = f"[{address}]" if address.version == 6 else str(address)
+        assert "the platform's own broker" in base_url_error(http_device(globex, f"http://{host}:6379/"))
