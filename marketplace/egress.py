@@ -295,8 +295,8 @@ def postgres_server(dsn: str) -> tuple[str, int]:
     """The one (host, port) a PostgreSQL DSN connects to. Raises EgressRefused for what
     cannot be checked: no host or a socket folder (a Unix socket on the platform's own
     machine, where the platform's database listens), several hosts, ``hostaddr`` (the
-    runtime sets it to the address it checked) and ``service`` (a connection defined in a
-    file on the platform's machine)."""
+    runtime sets it to the address it checked), ``service`` (a connection defined in a
+    file on the platform's machine) and ``passfile`` (the platform's passwords)."""
     from psycopg import Error
     from psycopg.conninfo import conninfo_to_dict
 
@@ -304,7 +304,7 @@ def postgres_server(dsn: str) -> tuple[str, int]:
         params = conninfo_to_dict(dsn)
     except Error as exc:
         raise EgressRefused(f"the DSN is not valid: {str(exc).splitlines()[0][:200]}") from None
-    for name in ("hostaddr", "service", "servicefile"):
+    for name in ("hostaddr", "service", "servicefile", "passfile"):
         if params.get(name):
             raise EgressRefused(f"a device's DSN cannot set {name}: write the server as its host")
     host, port = str(params.get("host") or ""), str(params.get("port") or "5432")

@@ -38,6 +38,7 @@ import decimal
 import http.client
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -475,9 +476,15 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        own_options = conninfo_to_dict(dsn).get("options") or ""
+        own = conninfo_to_dict(dsn)
     except psycopg.Error as exc:
         raise HostError("sql_error", f"the DSN is not valid: {str(exc).splitlines()[0][:200]}") from None
+    own_options = own.get("options") or ""
+    # libpq fills what a DSN leaves out from the platform's environment and files
+    # (PGPASSWORD, ~/.pgpass): the device's server must never be sent the platform's password.
+    secrets = {"passfile": os.devnull}
+    if not own.get("password") and not (login or {}).get("password"):
+        secrets["password"] = ""
     # Later -c settings win over the DSN's own ones.
     options = f"{own_options} -c statement_timeout={math.ceil(remaining(deadline) * 1000) + 250}"
     if not write:
@@ -485,7 +492,7 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
     server = _postgres_address(dsn, deadline)
     try:
         conn = psycopg.connect(dsn, connect_timeout=max(1, math.ceil(remaining(deadline))), autocommit=False,
-                               options=options.strip(), **server, **(login or {}))
+                               options=options.strip(), **server, **secrets, **(login or {}))
     except psycopg.Error as exc:
         raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
     if not write:

@@ -703,3 +703,68 @@ def test_a_postgresql_device_name_is_connected_at_its_checked_address(run_code, 
     outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT host(inet_client_addr()) AS a")[1].a end',
                        resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
     assert outcome.result in {"127.0.0.1", "::1"}, outcome.error
+
+
+class PasswordCatcher:
+    """A server speaking just enough of PostgreSQL's protocol to ask for a cleartext
+    password and record what the client sends: what a customer's server would receive."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    length = int.from_bytes(conn.recv(4), "big")
+                    startup = conn.recv(length - 4)
+                    if startup[:4] == (80877103).to_bytes(4, "big"):  # SSLRequest: "no", then the real startup
+                        conn.sendall(b"N")
+                        length = int.from_bytes(conn.recv(4), "big")
+                        conn.recv(length - 4)
+                    conn.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))  # cleartext, please
+                    kind = conn.recv(1)
+                    if kind == b"p":
+                        length = int.from_bytes(conn.recv(4), "big")
+                        self.received.append(conn.recv(length - 4))
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("source", ["PGPASSWORD", "PGPASSFILE"])
+def test_a_postgresql_device_is_never_sent_the_platforms_own_password(run_code, monkeypatch, tmp_path, source):
+    """libpq fills a DSN's missing password from the platform's environment and password
+    file; a device's server must not receive them."""
+    catcher = PasswordCatcher()
+    if source == "PGPASSWORD":
+        monkeypatch.setenv("PGPASSWORD", "platform-secret")
+    else:
+        passfile = tmp_path / "pgpass"
+        passfile.write_text("*:*:*:*:platform-secret\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+    outcome = run_code(SELECT, resources=SQL,
+                       devices={"erp": DeviceSpec(kind="sql", dsn=f"postgresql://svc@127.0.0.1:{catcher.port}/erp")})
+    catcher.sock.close()
+
+    assert "sql_error" in outcome.result
+    assert not any(b"platform-secret" in message for message in catcher.received), catcher.received
+
+
+def test_a_postgresql_device_is_sent_its_own_password(run_code, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "platform-secret")
+    catcher = PasswordCatcher()
+    outcome = run_code(SELECT, resources=SQL,
+                       devices={"erp": DeviceSpec(kind="sql", dsn=f"postgresql://svc:customer-pw@127.0.0.1:{catcher.port}/erp")})
+    catcher.sock.close()
+
+    assert "sql_error" in outcome.result
+    assert catcher.received == [b"customer-pw\x00"]
