@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -375,6 +376,16 @@ JUNCTION_DEVICE_ALLOW_NETWORKS = env_list("JUNCTION_DEVICE_ALLOW_NETWORKS", "")
 # More of the platform's own services (host:port, e.g. the app server behind the proxy),
 # refused like its database and broker.
 JUNCTION_DEVICE_DENY_SERVICES = env_list("JUNCTION_DEVICE_DENY_SERVICES", "")
+# A mistyped network would otherwise surface only at the first device call.
+for _name in ("JUNCTION_DEVICE_DENY_NETWORKS", "JUNCTION_DEVICE_ALLOW_NETWORKS"):
+    for _network in globals()[_name]:
+        try:
+            ipaddress.ip_network(_network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name}: {_network!r} is not a network (write CIDRs such as 10.20.0.0/16)")
+for _service in JUNCTION_DEVICE_DENY_SERVICES:
+    if not _service.rpartition(":")[0] or not _service.rpartition(":")[2].isdigit():
+        raise ImproperlyConfigured(f"JUNCTION_DEVICE_DENY_SERVICES: {_service!r} is not host:port")
 
 LOGGING = {
     "version": 1,
