@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -377,6 +378,31 @@ JUNCTION_RUNTIME_TENANT_DIR = Path(env("JUNCTION_RUNTIME_TENANT_DIR", str(DATA_D
 # SQLite devices: an organization's files must lie in <dir>/<organization id>/ (checked when
 # a device is saved and again at run time); run_handler --bind on a developer's machine is exempt.
 JUNCTION_DEVICE_SQLITE_DIR = Path(env("JUNCTION_DEVICE_SQLITE_DIR", str(DATA_DIR / "devices")))
+# Where HTTP and PostgreSQL devices may connect (marketplace/egress.py, docs/devices.md). The
+# platform's own database, broker and caches are always refused. Networks (CIDR) always
+# refused: this machine, link-local and cloud metadata, IETF-reserved, multicast, reserved.
+JUNCTION_DEVICE_DENY_NETWORKS = env_list("JUNCTION_DEVICE_DENY_NETWORKS", ",".join((
+    "0.0.0.0/8", "169.254.0.0/16", "192.0.0.0/24", "100.100.100.200/32", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "fe80::/10", "fd00:ec2::254/128", "ff00::/8",
+)))
+# Loopback, RFC 1918, CGNAT and ULA addresses: on in development (the demo's devices are the
+# dev server on 127.0.0.1), off in production, where they are the platform's own network.
+JUNCTION_DEVICE_ALLOW_PRIVATE = env_bool("JUNCTION_DEVICE_ALLOW_PRIVATE", not PRODUCTION)
+# Private networks (CIDR) devices may reach even so: customers' devices on a private link.
+JUNCTION_DEVICE_ALLOW_NETWORKS = env_list("JUNCTION_DEVICE_ALLOW_NETWORKS", "")
+# More of the platform's own services (host:port, e.g. the app server behind the proxy),
+# refused like its database and broker.
+JUNCTION_DEVICE_DENY_SERVICES = env_list("JUNCTION_DEVICE_DENY_SERVICES", "")
+# A mistyped network would otherwise surface only at the first device call.
+for _name in ("JUNCTION_DEVICE_DENY_NETWORKS", "JUNCTION_DEVICE_ALLOW_NETWORKS"):
+    for _network in globals()[_name]:
+        try:
+            ipaddress.ip_network(_network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name}: {_network!r} is not a network (write CIDRs such as 10.20.0.0/16)")
+for _service in JUNCTION_DEVICE_DENY_SERVICES:
+    if not _service.rpartition(":")[0] or not _service.rpartition(":")[2].isdigit():
+        raise ImproperlyConfigured(f"JUNCTION_DEVICE_DENY_SERVICES: {_service!r} is not host:port")
 
 # --- Runtime: quotas and caps (runtime/stores.py, runs.py, events.py; docs/quotas.md) --------
 # Storage per instance: its data containers and instance cache together, in bytes of

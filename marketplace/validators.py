@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from . import schemas
+from . import egress, schemas
 from .choices import ResourceKind
 
 SECRET_MASK = "********"
@@ -197,25 +197,50 @@ def confined_sqlite_path(dsn: str, folder: Path) -> Path:
 
 
 def validate_device_base_url(url: str) -> None:
-    """An HTTP device's base URL: http(s) only, and no user:password@ (credentials are kept
-    encrypted in the device's credentials, never in plain sight in its URL)."""
+    """An HTTP device's base URL: http(s) only, no user:password@ (credentials are kept
+    encrypted in the device's credentials, never in plain sight in its URL), and a host the
+    egress policy allows (``validate_device_host``)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
         raise ValidationError("the base URL must start with http:// or https://", code="base_url_scheme")
     if "@" in parts.netloc:
         raise ValidationError("the base URL must not hold a user name or password: put them in the credentials",
                               code="base_url_userinfo")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationError("the base URL's port is not valid", code="base_url_port")
+    if not parts.hostname:
+        raise ValidationError("the base URL needs a host", code="base_url_host")
+    validate_device_host(parts.hostname, port)
+
+
+def validate_device_host(host: str, port: int) -> None:
+    """Refuse a device host that the egress policy refuses, as written: a literal address
+    in any spelling (``127.1``, ``0x7f000001``, ``[::ffff:127.0.0.1]``), ``localhost``, or
+    the name of one of the platform's own services. Other names are checked on the
+    addresses they resolve to when the device is used (DNS can change after saving)."""
+    reason = egress.policy().host_refusal(host, port)
+    if reason:
+        raise ValidationError(reason, code="device_address_refused")
 
 
 def validate_device_dsn(dsn: str, *, organization_id: int | None) -> None:
-    """A SQL device's DSN: a known scheme and, for SQLite, a file in the organization's
-    device folder."""
+    """A SQL device's DSN: a known scheme; for SQLite, a file in the organization's device
+    folder; for PostgreSQL, one server given by host (no Unix socket) that the egress
+    policy allows."""
     if "\x00" in dsn:
         raise ValidationError("a DSN must not contain NUL characters", code="dsn_nul")
     if not dsn.startswith(SQL_DSN_PREFIXES):
         raise ValidationError("DSN must start with sqlite:///, postgresql:// or postgres://", code="dsn_scheme")
     if dsn.startswith("sqlite:///") and organization_id is not None:
         confined_sqlite_path(dsn, sqlite_device_folder(organization_id))
+    if dsn.startswith(("postgresql://", "postgres://")):
+        try:
+            host, port = egress.postgres_server(dsn)
+        except egress.EgressRefused as exc:
+            raise ValidationError(str(exc), code="dsn_server")
+        validate_device_host(host, port)
 
 
 # The raw (still %-encoded) password of a DSN: in its user info, or a password= parameter.

@@ -7,6 +7,12 @@ in turn), the TLS handshake (Python bounds the whole handshake by the socket's t
 then every send and receive of the request and response (``DeadlineSocket``), so the status
 line, headers, body and chunked bodies are all covered. Past the deadline the operation
 raises ``TimeoutError``.
+
+With an ``egress`` policy (``marketplace.egress``) every address the name resolves to is
+checked before any connection is made, and the connection goes to a checked address: a name
+that resolves to a refused address raises ``EgressRefused`` before a byte is sent, and DNS
+answering differently a moment later (rebinding) cannot change where it goes. TLS still
+verifies, and ``Host`` still names, the host as written.
 """
 from __future__ import annotations
 
@@ -105,10 +111,15 @@ def addresses(host: str, port: int, deadline: float) -> list:
     return answer[0]
 
 
-def open_socket(host: str, port: int, deadline: float) -> socket.socket:
-    """A TCP connection to ``host:port`` made before ``deadline`` (each address in turn)."""
+def open_socket(host: str, port: int, deadline: float, egress=None) -> socket.socket:
+    """A TCP connection to ``host:port`` made before ``deadline`` (each address in turn).
+    With ``egress``, all addresses are checked first and any refusal stops the connection."""
     error: OSError = OSError(f"{host} has no address")
-    for family, kind, proto, _name, address in addresses(host, port, deadline):
+    found = addresses(host, port, deadline)
+    if egress is not None:
+        for *_rest, address in found:
+            egress.check(address[0], port)
+    for family, kind, proto, _name, address in found:
         sock = socket.socket(family, kind, proto)
         try:
             left = deadline - time.monotonic()
@@ -131,19 +142,20 @@ class DeadlineHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection whose socket is a ``DeadlineSocket``: ``deadline`` bounds the
     whole exchange, whatever the peer does."""
 
-    def __init__(self, host: str, port: int | None, *, deadline: float):
+    def __init__(self, host: str, port: int | None, *, deadline: float, egress=None):
         super().__init__(host, port)
         self.deadline = deadline
+        self.egress = egress
 
     def connect(self) -> None:
-        self.sock = DeadlineSocket(open_socket(self.host, self.port, self.deadline), self.deadline)
+        self.sock = DeadlineSocket(open_socket(self.host, self.port, self.deadline, self.egress), self.deadline)
 
 
 class DeadlineHTTPSConnection(DeadlineHTTPConnection):
     default_port = http.client.HTTPS_PORT
 
     def connect(self) -> None:
-        sock = open_socket(self.host, self.port, self.deadline)
+        sock = open_socket(self.host, self.port, self.deadline, self.egress)
         try:
             sock = _tls_context().wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
             left = self.deadline - time.monotonic()

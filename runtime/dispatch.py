@@ -22,6 +22,11 @@
   organization's device folder (``marketplace.validators.confined_sqlite_path``, checked
   again here at run time); no SQLite device may open the platform's own files (its
   database, tenant SQL files, broker queue, uploads): ``platform_paths()``.
+- HTTP and PostgreSQL devices connect only where the egress policy allows
+  (``marketplace.egress``): never the platform's own database, broker or caches, nor
+  metadata or other refused networks; private networks only when allowed. The check is
+  made on the addresses the name resolves to, and the connection goes to the checked
+  address (PostgreSQL: ``hostaddr``), so DNS rebinding cannot move it.
 - ``sqlite_execute`` is shared with the tenant store: an authorizer refuses ATTACH, DETACH,
   PRAGMA, transactions and virtual tables, so a statement can only touch its own file.
 """
@@ -33,6 +38,7 @@ import decimal
 import http.client
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -45,9 +51,10 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from django.core.exceptions import ValidationError
 
+from marketplace import egress
 from marketplace.validators import confined_sqlite_path, sqlite_device_folder
 
-from .deadline_http import DeadlineHTTPConnection, DeadlineHTTPSConnection
+from .deadline_http import DeadlineHTTPConnection, DeadlineHTTPSConnection, addresses
 from .sandbox import HostError, RunStopped
 
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -198,7 +205,7 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
     if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0:
         exchange_deadline = min(deadline, time.monotonic() + asked / 1000.0)
     cls = DeadlineHTTPSConnection if base.scheme == "https" else DeadlineHTTPConnection
-    conn = cls(base.hostname, port, deadline=exchange_deadline)
+    conn = cls(base.hostname, port, deadline=exchange_deadline, egress=egress.policy())
     try:
         conn.request(method, target, body=body, headers=headers)
         response = conn.getresponse()
@@ -219,6 +226,8 @@ def http_request(device: DeviceSpec, request: dict, *, deadline: float, max_byte
     except TimeoutError:  # socket.timeout is TimeoutError
         remaining(deadline)  # stops the run when it is the run's own deadline
         raise HostError("http_error", f"{method} {path}: timed out") from None
+    except egress.EgressRefused as exc:
+        raise HostError("http_error", f"{method} {path}: {exc}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise HostError("http_error", f"{method} {path}: {exc.__class__.__name__}: {str(exc)[:200]}") from None
     finally:
@@ -467,16 +476,23 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        own_options = conninfo_to_dict(dsn).get("options") or ""
+        own = conninfo_to_dict(dsn)
     except psycopg.Error as exc:
         raise HostError("sql_error", f"the DSN is not valid: {str(exc).splitlines()[0][:200]}") from None
+    own_options = own.get("options") or ""
+    # libpq fills what a DSN leaves out from the platform's environment and files
+    # (PGPASSWORD, ~/.pgpass): the device's server must never be sent the platform's password.
+    secrets = {"passfile": os.devnull}
+    if not own.get("password") and not (login or {}).get("password"):
+        secrets["password"] = ""
     # Later -c settings win over the DSN's own ones.
     options = f"{own_options} -c statement_timeout={math.ceil(remaining(deadline) * 1000) + 250}"
     if not write:
         options += " -c default_transaction_read_only=on"
+    server = _postgres_address(dsn, deadline)
     try:
         conn = psycopg.connect(dsn, connect_timeout=max(1, math.ceil(remaining(deadline))), autocommit=False,
-                               options=options.strip(), **(login or {}))
+                               options=options.strip(), **server, **secrets, **(login or {}))
     except psycopg.Error as exc:
         raise HostError("sql_error", f"cannot connect to the database: {str(exc).splitlines()[0][:200]}") from None
     if not write:
@@ -522,6 +538,31 @@ def _postgres_device(dsn, query, params, *, write, deadline, max_rows, login=Non
         timer.cancel()
         timer.join()  # a cancel in flight must not meet a closing connection
         conn.close()
+
+
+def _postgres_address(dsn: str, deadline: float) -> dict[str, str]:
+    """host/hostaddr/port for libpq: the DSN's one server, resolved here and checked by
+    the egress policy, so libpq connects only to the addresses that were checked (it
+    would otherwise look the name up again, or fall back to a Unix socket)."""
+    try:
+        host, port = egress.postgres_server(dsn)
+        found = addresses(host, port, deadline)
+        policy = egress.policy()
+        for *_rest, address in found:
+            policy.check(address[0], port)
+    except egress.EgressRefused as exc:
+        raise HostError("sql_error", f"cannot connect to the database: {exc}") from None
+    except TimeoutError:
+        remaining(deadline)
+        raise HostError("sql_error", f"cannot connect to the database: looking up {host} timed out") from None
+    except OSError as exc:
+        raise HostError("sql_error", f"cannot connect to the database: {host}: {exc.strerror or exc}") from None
+    checked = list(dict.fromkeys(egress.parse_address(info[4][0]).compressed for info in found))
+    if not checked:
+        raise HostError("sql_error", f"cannot connect to the database: {host} has no address")
+    # libpq tries each host/hostaddr pair in turn, as it would the name's addresses.
+    return {"host": ",".join([host] * len(checked)), "hostaddr": ",".join(checked),
+            "port": ",".join([str(port)] * len(checked))}
 
 
 def _pg_message(exc) -> str:

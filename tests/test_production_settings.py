@@ -74,3 +74,32 @@ def test_a_bad_secrets_key_is_refused_in_development_too(tmp_path):
     done = check_deploy(tmp_path, JUNCTION_PROFILE="development", JUNCTION_SECRETS_KEYS=BAD_KEY, ALLOWED_HOSTS=None)
     assert done.returncode != 0
     assert "JUNCTION_SECRETS_KEYS: key 1 of 1 is not a Fernet key" in done.stderr
+
+
+def test_production_closes_private_networks_to_devices(tmp_path):
+    """In production loopback and private addresses are the platform's own network."""
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
+    env.update({"JUNCTION_PROFILE": "production", "SECRET_KEY": "k" * 60, "JUNCTION_SECRETS_KEYS": GOOD_KEY,
+                "ALLOWED_HOSTS": "junction.example.com", "JUNCTION_DATA_DIR": str(tmp_path)})
+    code = ("from django.core.exceptions import ValidationError\n"
+            "from marketplace.validators import validate_device_base_url\n"
+            "for url in ('http://127.0.0.1:8000/', 'http://10.0.0.5/', 'http://erp.example/'):\n"
+            "    try:\n        validate_device_base_url(url); print(url, 'ok')\n"
+            "    except ValidationError as exc:\n        print(url, exc.messages[0])\n")
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "http://127.0.0.1:8000/ address 127.0.0.1 is private to the platform's network" in done.stdout
+    assert "http://10.0.0.5/ address 10.0.0.5 is private to the platform's network" in done.stdout
+    assert "http://erp.example/ ok" in done.stdout
+
+
+@pytest.mark.parametrize("name, value", [
+    ("JUNCTION_DEVICE_DENY_NETWORKS", "169.254.0.0/16,metadata"),
+    ("JUNCTION_DEVICE_ALLOW_NETWORKS", "10.20.0.0/33"),
+    ("JUNCTION_DEVICE_DENY_SERVICES", "app-server"),
+])
+def test_a_mistyped_device_network_setting_stops_start_up(tmp_path, name, value):
+    done = check_deploy(tmp_path, **{name: value})
+    assert done.returncode != 0
+    assert name in done.stderr

@@ -358,16 +358,65 @@ def test_placeholders_are_translated_for_postgres_outside_quotes():
 
 # --- SQL on PostgreSQL ---------------------------------------------------------------------
 
+class TcpRelay:
+    """A TCP relay on 127.0.0.1 passing bytes to ``target``: a customer's database server at
+    an address of its own. The platform's own database is refused as a device, so device
+    tests reach the test database through this. ``connections`` counts clients accepted."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def platform_database_dsn() -> str:
+    s = connection.settings_dict
+    return f"postgresql://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
 @pytest.fixture
 def postgres_table(db):
-    """A committed table in the test database, reached through its own DSN like a device."""
+    """A committed table in the test database, reached like a device through a relay on a
+    port of its own (the platform's own database is never a device)."""
     s = connection.settings_dict
-    dsn = f"postgresql://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    dsn = platform_database_dsn()
+    relay = TcpRelay((s["HOST"] or "127.0.0.1", int(s["PORT"] or 5432)))
     table = f"erp_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, state text, total numeric(8,2), at timestamptz)")
         conn.execute(f"INSERT INTO {table} VALUES (1, 'open', 9.50, '2026-01-02T03:04:05Z'), (2, 'closed', 3, NULL)")
-    yield dsn, table
+    yield f"postgresql://{s['USER']}:{s['PASSWORD'] or ''}@localhost:{relay.port}/{s['NAME']}", table
+    relay.close()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP TABLE {table}")
 
@@ -544,3 +593,178 @@ def test_a_developers_own_binding_may_open_any_file_but_the_platforms(run_code, 
     outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT count(*) AS n FROM orders")[1].n end',
                        resources=SQL, devices={"erp": DeviceSpec.from_target(f"sqlite:///{sqlite_file}")})
     assert outcome.result == 3, outcome.error
+
+
+# --- where devices may connect (marketplace.egress), checked on the address connected to ------
+
+class Listener:
+    """A TCP port on 127.0.0.1 that records every connection made to it and answers none."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.05)
+
+    def connections(self) -> int:
+        count = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                return count
+            conn.close()
+            count += 1
+
+
+@pytest.fixture
+def listener():
+    port = Listener()
+    yield port
+    port.sock.close()
+
+
+GET = 'function h(ctx, input) local ok, err = pcall(ctx.device.http, "printer", { path = "/" }) return err end'
+SELECT = 'function h(ctx, input) local ok, err = pcall(ctx.device.sql, "erp", "SELECT 1 AS n") return err end'
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1", "0x7f000001", "[::ffff:127.0.0.1]"])
+def test_a_name_resolving_to_a_closed_private_address_is_refused_before_connecting(run_code, settings, listener, host):
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = False
+    outcome = run_code(GET, resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=f"http://{host}:{listener.port}/")})
+
+    assert outcome.result.endswith("is private to the platform's network and cannot be a device"), outcome.error
+    assert "http_error: GET /: address 127.0.0.1" in outcome.result or "address ::1" in outcome.result
+    assert listener.connections() == 0
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "0.0.0.0", "[::ffff:127.0.0.1]"])
+def test_the_platforms_broker_is_refused_as_an_http_device_even_on_open_loopback(run_code, settings, listener, host):
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = True
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{listener.port}/0"
+    outcome = run_code(GET, resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url=f"http://{host}:{listener.port}/")})
+
+    assert "is the platform's own broker and cannot be a device" in outcome.result, outcome.error
+    assert listener.connections() == 0
+
+
+def test_the_platforms_broker_is_refused_as_a_postgresql_device(run_code, settings, listener):
+    """On any database backend: a PostgreSQL DSN at the broker's address reaches nothing."""
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = True
+    settings.CELERY_BROKER_URL = f"redis://localhost:{listener.port}/0"
+    outcome = run_code(SELECT, resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=f"postgresql://svc@127.0.0.1:{listener.port}/x")})
+
+    assert outcome.result.endswith("sql_error: cannot connect to the database: address 127.0.0.1 is the platform's own broker and cannot be a device")
+    assert listener.connections() == 0
+
+
+def test_a_metadata_address_is_refused(run_code):
+    outcome = run_code(GET, resources=HTTP, devices={"printer": DeviceSpec(kind="http", base_url="http://169.254.169.254/latest/")})
+    assert outcome.result.endswith("http_error: GET /latest/: address 169.254.169.254 is in a network closed to devices")
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")  # only read by the policy here
+def test_a_developers_binding_follows_the_same_network_rules(run_code, settings, listener):
+    """``run_handler --bind`` is refused the platform's own services like a device row."""
+    settings.DATABASES = {**settings.DATABASES, "replica": {"ENGINE": "django.db.backends.postgresql",
+                                                            "HOST": "localhost", "PORT": listener.port}}
+    outcome = run_code(SELECT, resources=SQL, devices={"erp": DeviceSpec.from_target(f"postgresql://u@127.1:{listener.port}/x")})
+    assert "is the platform's own database and cannot be a device" in outcome.result
+    assert listener.connections() == 0
+
+
+@pytest.mark.parametrize("dsn", ["postgresql:///junction", "postgresql://u@db.example/x?host=/var/run/postgresql"])
+def test_a_postgresql_device_cannot_use_a_unix_socket(run_code, dsn):
+    """A socket on the platform's machine is where its own database listens."""
+    outcome = run_code(SELECT, resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)})
+    assert outcome.result.endswith("Unix sockets are refused"), outcome.error
+
+
+def test_private_networks_on_the_allow_list_are_reached(run_code, settings, device_server):
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = False
+    settings.JUNCTION_DEVICE_ALLOW_NETWORKS = ["127.0.0.0/8"]
+    outcome = run_code('function h(ctx, input) return ctx.device.http("printer", { path = "/ping" }).status end',
+                       resources=HTTP, devices=http_device(device_server))
+    assert outcome.result == 200, outcome.error
+
+
+@requires_postgres
+def test_the_platforms_own_database_is_refused_as_a_postgresql_device(run_code, settings, db):
+    """In development, with trust authentication, this DSN would read every organization's data."""
+    settings.JUNCTION_DEVICE_ALLOW_PRIVATE = True
+    for dsn in (platform_database_dsn(), platform_database_dsn().replace("127.0.0.1", "localhost")):
+        outcome = run_code(SELECT, resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)})
+        assert "is the platform's own database and cannot be a device" in outcome.result, outcome.error
+
+
+@requires_postgres
+def test_a_postgresql_device_name_is_connected_at_its_checked_address(run_code, postgres_table):
+    """The DSN names ``localhost``; the session runs on the address that was checked."""
+    dsn, _table = postgres_table
+    outcome = run_code('function h(ctx, input) return ctx.device.sql("erp", "SELECT host(inet_client_addr()) AS a")[1].a end',
+                       resources=SQL, devices={"erp": DeviceSpec(kind="sql", dsn=dsn)}, permissions=["device.sql.read"])
+    assert outcome.result in {"127.0.0.1", "::1"}, outcome.error
+
+
+class PasswordCatcher:
+    """A server speaking just enough of PostgreSQL's protocol to ask for a cleartext
+    password and record what the client sends: what a customer's server would receive."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    length = int.from_bytes(conn.recv(4), "big")
+                    startup = conn.recv(length - 4)
+                    if startup[:4] == (80877103).to_bytes(4, "big"):  # SSLRequest: "no", then the real startup
+                        conn.sendall(b"N")
+                        length = int.from_bytes(conn.recv(4), "big")
+                        conn.recv(length - 4)
+                    conn.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))  # cleartext, please
+                    kind = conn.recv(1)
+                    if kind == b"p":
+                        length = int.from_bytes(conn.recv(4), "big")
+                        self.received.append(conn.recv(length - 4))
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("source", ["PGPASSWORD", "PGPASSFILE"])
+def test_a_postgresql_device_is_never_sent_the_platforms_own_password(run_code, monkeypatch, tmp_path, source):
+    """libpq fills a DSN's missing password from the platform's environment and password
+    file; a device's server must not receive them."""
+    catcher = PasswordCatcher()
+    if source == "PGPASSWORD":
+        monkeypatch.setenv("PGPASSWORD", "platform-secret")
+    else:
+        passfile = tmp_path / "pgpass"
+        passfile.write_text("*:*:*:*:platform-secret\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+    outcome = run_code(SELECT, resources=SQL,
+                       devices={"erp": DeviceSpec(kind="sql", dsn=f"postgresql://svc@127.0.0.1:{catcher.port}/erp")})
+    catcher.sock.close()
+
+    assert "sql_error" in outcome.result
+    assert not any(b"platform-secret" in message for message in catcher.received), catcher.received
+
+
+def test_a_postgresql_device_is_sent_its_own_password(run_code, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "platform-secret")
+    catcher = PasswordCatcher()
+    outcome = run_code(SELECT, resources=SQL,
+                       devices={"erp": DeviceSpec(kind="sql", dsn=f"postgresql://svc:customer-pw@127.0.0.1:{catcher.port}/erp")})
+    catcher.sock.close()
+
+    assert "sql_error" in outcome.result
+    assert catcher.received == [b"customer-pw\x00"]
