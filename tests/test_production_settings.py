@@ -48,7 +48,11 @@ def test_good_production_settings_pass_the_deploy_check(tmp_path):
 BAD_KEY = "short-Xq7Zw"
 
 
-@pytest.mark.parametrize("keys, number", [(BAD_KEY, "1 of 1"), (f"{GOOD_KEY},{BAD_KEY}", "2 of 2"), (GOOD_KEY[:-2], "1 of 1")])
+@pytest.mark.parametrize(
+    "keys, number",
+    [(BAD_KEY, "1 of 1"), (f"{GOOD_KEY},{BAD_KEY}", "2 of 2"), (GOOD_KEY[:-2], "1 of 1")],
+    ids=["short", "good-then-short", "truncated"],  # fixed ids: GOOD_KEY is made per process
+)
 def test_a_bad_secrets_key_stops_start_up_with_how_to_make_one(tmp_path, keys, number):
     done = check_deploy(tmp_path, JUNCTION_SECRETS_KEYS=keys)
     assert done.returncode != 0
