@@ -376,7 +376,7 @@ def fail_stale_runs(*, now=None) -> int:
     no worker left (a worker killed with its pool, a web process that died mid-run; no task
     lives past the hard limit, and run_now's runs end before it): record them as failed
     (``worker_lost``). Cheap enough for the dispatcher tick: the partial index
-    ``handlerrun_running_idx`` holds only running runs."""
+    ``handlerrun_unfinished_idx`` holds only queued and running runs."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT + settings.JUNCTION_RUN_REAP_MARGIN_SECONDS)
     stale = HandlerRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=cutoff)

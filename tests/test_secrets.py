@@ -197,7 +197,7 @@ def test_a_new_password_replaces_the_stored_one(console, acme):
 def test_the_migration_encrypts_the_dsns_already_stored(acme):
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()
-    executor.migrate([("marketplace", "0005_handlerrun_running_idx")])
+    executor.migrate([("marketplace", "0004_attachments_private_storage")])
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO marketplace_device (organization_id, name, kind, base_url, dsn, credentials, headers, created_at)"

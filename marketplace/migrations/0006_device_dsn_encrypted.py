@@ -39,7 +39,7 @@ def decrypt_dsns(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("marketplace", "0005_handlerrun_running_idx"),
+        ("marketplace", "0004_attachments_private_storage"),
     ]
 
     operations = [

@@ -47,10 +47,6 @@ class HandlerRun(models.Model):
             models.Index(fields=["instance", "-created_at"], name="handlerrun_history_idx"),
             # The console's run list, newest first; pruning finds the newest old run.
             models.Index(fields=["created_at"], name="handlerrun_age_idx"),
-            # Runs whose worker was lost (runtime.runs.fail_stale_runs, every few seconds):
-            # only running runs are in it, however long the history grows.
-            models.Index(fields=["started_at"], condition=models.Q(status=RunStatus.RUNNING),
-                         name="handlerrun_running_idx"),
             # The queued-runs cap: how many runs of an instance wait (runtime.runs.queued_counts).
             # Partial, so it holds only the few rows that are queued.
             models.Index(fields=["instance"], condition=Q(status="queued"), name="handlerrun_queued_idx"),
@@ -58,7 +54,8 @@ class HandlerRun(models.Model):
             # chains); a full index would hold a NULL for nearly every run.
             models.Index(fields=["first_run"], name="handlerrun_attempts_idx", condition=Q(first_run__isnull=False)),
             # Runs not finished, a sliver of the table: the console's "queued"/"running"
-            # filters, housekeeping's lost messages and vanished workers.
+            # filters, housekeeping's lost messages and the dispatcher tick's look for runs
+            # whose worker vanished (runtime.runs.fail_stale_runs, every few seconds).
             models.Index(
                 fields=["status", "created_at"], name="handlerrun_unfinished_idx",
                 condition=Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]),

@@ -126,7 +126,7 @@ def test_the_dispatcher_tick_records_runs_whose_worker_vanished(settings, monkey
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_the_reaper_query_uses_the_running_runs_index():
+def test_the_reaper_query_uses_the_unfinished_runs_index():
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -135,7 +135,7 @@ def test_the_reaper_query_uses_the_running_runs_index():
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table: ask what could serve it
         plan = stale.explain()
-    assert "handlerrun_running_idx" in plan
+    assert "handlerrun_unfinished_idx" in plan
 
 
 # --- end to end: a real worker whose pool child is killed by the hard limit ---------------
