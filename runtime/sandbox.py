@@ -83,6 +83,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 import lupa.lua54 as lupa
 
+from marketplace.packaging import contract
+
 from .limits import Limits
 
 logger = logging.getLogger(__name__)
@@ -528,21 +530,15 @@ local function s_require(name)
   return v
 end
 
+-- ctx.<name> = fn(name, max_args) for each function of the package contract
+-- (marketplace/packaging/contract.py), written in at the marker when the prelude is compiled.
 local ctx = {
-  device = { http = fn("device.http", 2), sql = fn("device.sql", 3) },
-  integration = {
-    cacheGet = fn("integration.cacheGet", 1), cacheSet = fn("integration.cacheSet", 1),
-    containersGet = fn("integration.containersGet", 2), containersSet = fn("integration.containersSet", 3),
-    containersList = fn("integration.containersList", 1), containersDelete = fn("integration.containersDelete", 2),
-  },
-  log = { debug = fn("log.debug", 2), info = fn("log.info", 2), warn = fn("log.warn", 2), error = fn("log.error", 2) },
-  cache = { get = fn("cache.get", 1), set = fn("cache.set", 3), delete = fn("cache.delete", 1) },
-  sql = fn("sql", 2),
+  --[[ctx functions]]
   config = config,
   instance = instance,
 }
 
-local print_host = fn("print", 1)
+local print_host = ctx.print
 local function s_print(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
@@ -918,13 +914,43 @@ def _compile(source: str) -> bytes:
     )
 
 
+_CTX_MARKER = "--[[ctx functions]]"
+_LUA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _ctx_fields() -> str:
+    """The prelude's ctx table entries, one ``fn(name, max_args)`` per contract function,
+    nested by the dots in the name (``device = { http = fn("device.http", 2), ... }``)."""
+    tree: dict = {}
+    for function in contract.FUNCTIONS:
+        *namespaces, leaf = function.path
+        if not all(_LUA_NAME.match(part) for part in function.path):  # pragma: no cover - a contract typo
+            raise ValueError(f"ctx function {function.name!r} is not a dotted Lua name")
+        node = tree
+        for part in namespaces:
+            node = node.setdefault(part, {})
+        node[leaf] = f'fn("{function.name}", {int(function.max_args)})'
+
+    def render(node: dict) -> str:
+        return "".join(f"{key} = {{ {render(value)}}}, " if isinstance(value, dict) else f"{key} = {value}, "
+                       for key, value in node.items())
+
+    return render(tree)
+
+
+def _prelude_source() -> str:
+    if PRELUDE.count(_CTX_MARKER) != 1:  # pragma: no cover - an edit of the prelude lost it
+        raise RuntimeError("the prelude has no ctx functions marker")
+    return PRELUDE.replace(_CTX_MARKER, _ctx_fields())
+
+
 def _prelude_loader(lua):
     """The prelude, loaded as bytecode; the lazy library's bytecode rides along (see
     ``LAZY_PRELUDE``)."""
     global _prelude_bytecode, _lazy_bytecode
     if _prelude_bytecode is None:
         _lazy_bytecode = _compile(LAZY_PRELUDE)
-        _prelude_bytecode = _compile(PRELUDE)
+        _prelude_bytecode = _compile(_prelude_source())
     chunk = lua.globals().load(_prelude_bytecode, "=[junction]", "b")
     if isinstance(chunk, tuple):  # pragma: no cover - (nil, message)
         raise RuntimeError(f"prelude does not load: {chunk[1]}")

@@ -22,6 +22,9 @@ from functools import cache
 
 import lupa.lua54 as lua54
 
+from . import contract
+from .contract import CONTAINER_FUNCTIONS, SQL_WRITE
+
 # --- Compiling ------------------------------------------------------------------------------
 
 _LUA_MESSAGE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
@@ -69,28 +72,22 @@ def compile_error(source: str, filename: str, *, deadline: float | None = None) 
 # --- The ctx API ----------------------------------------------------------------------------
 
 DATA = "data"  # ctx.config / ctx.instance: plain values, no permission, any field below.
-SQL_WRITE = "device.sql.write"
 
-# path → permissions of which one is needed (a tuple) / a namespace (a dict) / DATA.
-# Kept in step with the runtime's table (runtime/ctx.py, Ctx._METHODS).
-CTX_API: dict = {
-    "device": {"http": ("device.http",), "sql": ("device.sql.read",)},
-    "integration": {
-        "cacheSet": ("integration.cache",),
-        "cacheGet": ("integration.cache",),
-        "containersSet": ("integration.containers",),
-        "containersGet": ("integration.containers",),
-        "containersList": ("integration.containers",),
-        "containersDelete": ("integration.containers",),
-    },
-    "config": DATA,
-    "instance": DATA,
-    "log": {level: ("log",) for level in ("debug", "info", "warn", "error")},
-    "print": ("log",),
-    "cache": {op: ("tenant.cache",) for op in ("get", "set", "delete")},
-    "sql": ("tenant.sql",),
-}
-CONTAINER_FUNCTIONS = {"containersSet", "containersGet", "containersList", "containersDelete"}
+
+def _ctx_api() -> dict:
+    """path → permissions of which one is needed (a tuple) / a namespace (a dict) / DATA,
+    built from the package contract (``contract.FUNCTIONS``)."""
+    api: dict = {name: DATA for name in contract.DATA_FIELDS}
+    for function in contract.FUNCTIONS:
+        *namespaces, leaf = function.path
+        node = api
+        for part in namespaces:
+            node = node.setdefault(part, {})
+        node[leaf] = (function.permission,)
+    return api
+
+
+CTX_API: dict = _ctx_api()
 
 # Globals the sandbox removes; using them is an error. Prefix match on dotted paths.
 FORBIDDEN = {
