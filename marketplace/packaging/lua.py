@@ -23,7 +23,7 @@ from functools import cache
 import lupa.lua54 as lua54
 
 from . import contract
-from .contract import CONTAINER_FUNCTIONS, SQL_WRITE
+from .contract import CONTAINER_FUNCTIONS
 
 # --- Compiling ------------------------------------------------------------------------------
 

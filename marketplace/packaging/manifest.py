@@ -18,21 +18,21 @@ from .schedules import schedule_problems
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 CODE_KEYWORD = "x-junction-code"
 
-# Platform maxima of handler limits: the runtime's settings (runtime/limits.py), same defaults.
+# Platform maxima of handler limits: the runtime's settings (runtime/limits.py).
 LIMIT_SETTINGS = {
-    "timeoutMs": ("JUNCTION_RUNTIME_MAX_TIMEOUT_MS", 60_000),
-    "memoryMb": ("JUNCTION_RUNTIME_MAX_MEMORY_MB", 128),
-    "instructions": ("JUNCTION_RUNTIME_MAX_INSTRUCTIONS", 1_000_000_000),
+    "timeoutMs": "JUNCTION_RUNTIME_MAX_TIMEOUT_MS",
+    "memoryMb": "JUNCTION_RUNTIME_MAX_MEMORY_MB",
+    "instructions": "JUNCTION_RUNTIME_MAX_INSTRUCTIONS",
 }
 RETRY_SETTINGS = {
-    "attempts": ("JUNCTION_RETRY_MAX_ATTEMPTS", 10),
-    "backoff": ("JUNCTION_RETRY_MAX_DELAY_SECONDS", 3600),
+    "attempts": "JUNCTION_RETRY_MAX_ATTEMPTS",
+    "backoff": "JUNCTION_RETRY_MAX_DELAY_SECONDS",
 }
-# What a manifest may declare: setting → default (marketplace/settings.py has the same).
+# What a manifest may declare.
 CAP_SETTINGS = {
-    "handlers": ("JUNCTION_MANIFEST_MAX_HANDLERS", 100),
-    "timers": ("JUNCTION_MANIFEST_MAX_TIMERS", 20),
-    "bytes": ("JUNCTION_MANIFEST_MAX_BYTES", 256 * 1024),
+    "handlers": "JUNCTION_MANIFEST_MAX_HANDLERS",
+    "timers": "JUNCTION_MANIFEST_MAX_TIMERS",
+    "bytes": "JUNCTION_MANIFEST_MAX_BYTES",
 }
 
 
@@ -43,12 +43,11 @@ def manifest_schema() -> dict:
 
 
 def min_timer_seconds() -> int:
-    return int(getattr(settings, "JUNCTION_MIN_TIMER_SECONDS", 10))
+    return int(settings.JUNCTION_MIN_TIMER_SECONDS)
 
 
 def limit_maximum(name: str, table: dict = LIMIT_SETTINGS) -> int:
-    setting, default = table[name]
-    return int(getattr(settings, setting, default))
+    return int(getattr(settings, table[name]))
 
 
 def dotted(parts) -> str:

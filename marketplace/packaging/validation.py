@@ -12,7 +12,8 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 
-from .lua import SQL_WRITE, OutOfTime, ParserUnavailable, analyze, compile_error, defines_function_roughly, load_parser
+from .contract import SQL_WRITE
+from .lua import OutOfTime, ParserUnavailable, analyze, compile_error, defines_function_roughly, load_parser
 from .manifest import check_caps, check_json_value, check_manifest
 from .openapi import EndpointMatcher, OpenApiError, base_paths, check_document, index_document, load_document
 from .report import Report
@@ -21,16 +22,16 @@ API_SUFFIXES = (".json", ".yaml", ".yml")
 README_NAMES = {"readme.md"}
 
 
-def setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
+def setting(name: str) -> int:
+    return int(getattr(settings, name))
 
 
 def static_budget() -> int:
-    return setting("JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024)
+    return setting("JUNCTION_LUA_STATIC_MAX_BYTES")
 
 
 def max_bundle_files() -> int:
-    return setting("JUNCTION_BUNDLE_MAX_FILES", 64)
+    return setting("JUNCTION_BUNDLE_MAX_FILES")
 
 
 def check_bundle_caps(files: dict, report: Report) -> bool:
@@ -143,7 +144,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
     analyses: dict = {}
     compiled: dict[str, bool] = {}
     complete = True
-    compile_deadline = time.monotonic() + setting("JUNCTION_LUA_COMPILE_MAX_MS", 1000) / 1000
+    compile_deadline = time.monotonic() + setting("JUNCTION_LUA_COMPILE_MAX_MS") / 1000
     sources = sorted(files.items())  # the bundle is Lua, whatever the file names
     for index, (path, source) in enumerate(sources):
         if not isinstance(source, str):
@@ -155,7 +156,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
         except OutOfTime:
             rest = len(sources) - index - 1
             report.add("lua_too_complex", f"{path}: Lua could not compile the bundle within the "
-                       f"{setting('JUNCTION_LUA_COMPILE_MAX_MS', 1000):,} ms allowed (JUNCTION_LUA_COMPILE_MAX_MS); "
+                       f"{setting('JUNCTION_LUA_COMPILE_MAX_MS'):,} ms allowed (JUNCTION_LUA_COMPILE_MAX_MS); "
                        "shorten very long expressions such as chains of `and`/`or`"
                        + (f" ({rest} later file(s) not compiled)" if rest else ""), file=path)
             return {}, compiled, False
@@ -168,7 +169,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
     if any(compiled.values()):
         load_parser()  # its first import takes about half a second: not to be charged to the code
     budget, analyzed_bytes = static_budget(), 0
-    static_ms = setting("JUNCTION_LUA_STATIC_MAX_MS", 2000)
+    static_ms = setting("JUNCTION_LUA_STATIC_MAX_MS")
     static_deadline = time.monotonic() + static_ms / 1000
     spent = False  # the time budget ran out: no later file is analyzed
     for path, source in sources:
