@@ -70,3 +70,23 @@ BY_NAME = {function.name: function for function in FUNCTIONS}
 CONTAINER_FUNCTIONS = frozenset(
     function.path[-1] for function in FUNCTIONS if function.permission == "integration.containers"
 )
+
+
+# The globals of a handler's environment (runtime/prelude.lua builds it; a runtime test
+# compares the two). load, collectgarbage and require are the sandbox's restricted, priced
+# versions (docs/sandbox.md): source text only; count/collect/step; bundle files only.
+SANDBOX_GLOBALS = frozenset({
+    "assert", "error", "ipairs", "next", "pairs", "rawequal", "rawget", "rawlen", "rawset", "select",
+    "tonumber", "tostring", "type", "getmetatable", "_VERSION", "_G",
+    "pcall", "xpcall", "setmetatable", "collectgarbage", "print", "load", "require",
+    "string", "table", "math", "utf8", "os", "coroutine", "ctx",
+})
+
+# Names of standard Lua (5.1 to 5.4) that the sandbox does not offer: code using them fails
+# at run time, so the static checker refuses it before (lua_forbidden). Dotted names are
+# library members the sandbox removes.
+FORBIDDEN_GLOBALS = frozenset({
+    "io", "loadstring", "dofile", "loadfile", "debug", "package", "module", "setfenv", "getfenv", "newproxy",
+    "os.execute", "os.exit", "os.remove", "os.rename", "os.tmpname", "os.getenv", "os.setlocale",
+    "string.dump",
+})

@@ -89,13 +89,8 @@ def _ctx_api() -> dict:
 
 CTX_API: dict = _ctx_api()
 
-# Globals the sandbox removes; using them is an error. Prefix match on dotted paths.
-FORBIDDEN = {
-    "io", "require", "load", "loadstring", "dofile", "loadfile", "debug", "package",
-    "collectgarbage", "module", "setfenv", "getfenv", "newproxy",
-    "os.execute", "os.exit", "os.remove", "os.rename", "os.tmpname", "os.getenv", "os.setlocale",
-    "string.dump",
-}
+# Globals the sandbox does not offer; using them is an error. Prefix match on dotted paths.
+FORBIDDEN = contract.FORBIDDEN_GLOBALS
 _ENV_NAMES = {"_G", "_ENV"}
 _WRITE_SQL = re.compile(r"^\s*(insert|update|delete|merge|replace|upsert|create|drop|alter|truncate|grant|revoke)\b", re.I)
 
@@ -165,6 +160,8 @@ class LuaAnalysis:
     device_calls: list[DeviceCall] = field(default_factory=list)
     containers: list[ContainerUse] = field(default_factory=list)
     forbidden: list[tuple[str, int | None]] = field(default_factory=list)
+    loads: list[int | None] = field(default_factory=list)                     # lines calling load()
+    requires: list[tuple[str | None, int | None]] = field(default_factory=list)  # require(name): literal or None
     dynamic_device: set[str] = field(default_factory=set)  # kinds referenced without a literal call
 
 
@@ -388,6 +385,12 @@ class _Walker:
             self.record_ctx(parts, line, call)
         else:
             self.check_global(parts, line)
+            while parts[0] in _ENV_NAMES and len(parts) > 1:
+                parts = parts[1:]
+            if parts == ["load"]:
+                self.a.loads.append(line)
+            elif parts == ["require"] and call is not None:
+                self.a.requires.append((_string(call.args[0]) if call.args else None, line))
         if isinstance(node, self.n.Index):
             self.visit_index_keys(node)
 

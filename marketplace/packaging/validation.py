@@ -129,6 +129,7 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
     resources = manifest.get("resources") if isinstance(manifest.get("resources"), dict) else {}
     resources = {alias: spec for alias, spec in resources.items() if isinstance(spec, dict)}
     _check_handlers(manifest, files, compiled, analyses, report)
+    _check_dynamic_code(files, analyses, report)
     _check_api_links(resources, api_documents, report)
     if analyses:
         _check_code(manifest, resources, analyses, api_documents, report, complete=complete)
@@ -230,6 +231,20 @@ def _check_handlers(manifest: dict, files: dict, compiled: dict[str, bool], anal
         else:
             report.add("handler_function_missing", f"{file} defines no top-level function {function}()",
                        file=file, path=f"{base}.function")
+
+
+def _check_dynamic_code(files: dict, analyses: dict, report: Report) -> None:
+    """The sandbox's require loads bundle files only (``a.b`` → ``a/b.lua``), and what its
+    load compiles at run time no check sees before."""
+    for path, analysis in sorted(analyses.items()):
+        for name, line in analysis.requires:
+            if name is not None and name.replace(".", "/") + ".lua" not in files:
+                report.add("lua_module_missing", f"require({name!r}) names no file of the bundle "
+                           f"({name.replace('.', '/')}.lua): the sandbox's require loads bundle files only",
+                           file=path, line=line)
+        for line in analysis.loads:
+            report.add("lua_dynamic_code", "load() compiles code at run time: it runs in the sandbox, but is not "
+                       "checked before publishing", file=path, line=line)
 
 
 def _check_api_links(resources: dict, api_documents: dict, report: Report) -> None:

@@ -45,3 +45,22 @@ function h(ctx, input)
   return names
 end""")
     assert sorted(outcome.result) == sorted(contract.BY_NAME)
+
+
+def test_the_handler_environment_holds_exactly_the_contract_globals(run_code):
+    outcome = run_code("function h(ctx, input)\n  local names = {}\n  for k in pairs(_G) do names[#names + 1] = k end\n"
+                       "  return names\nend")
+    assert set(outcome.result) - {"h"} == contract.SANDBOX_GLOBALS
+
+
+@pytest.mark.parametrize("name", sorted(contract.FORBIDDEN_GLOBALS))
+def test_what_the_checker_forbids_the_sandbox_does_not_offer(run_code, name):
+    outcome = run_code(f"function h(ctx, input)\n  return {name} == nil\nend")
+    assert outcome.result is True
+
+
+def test_what_the_checker_allows_the_sandbox_runs(run_code):
+    outcome = run_code('local util = require("lib.util")\nfunction h(ctx, input)\n  collectgarbage("collect")\n'
+                       '  return { util.name, load("return 1 + 1")(), collectgarbage("count") > 0 }\nend',
+                       files={"lib/util.lua": "return { name = 'util' }"})
+    assert outcome.result == ["util", 2, True]
