@@ -32,7 +32,7 @@ class JSONRefused(ValueError):
 
 
 def max_depth() -> int:
-    return int(getattr(settings, "JUNCTION_JSON_MAX_DEPTH", 64))
+    return int(settings.JUNCTION_JSON_MAX_DEPTH)
 
 
 # A string (closed or running to the end of the text, so a match never fails and the scan

@@ -212,6 +212,11 @@ JUNCTION_ORPHAN_FILE_HOURS = env_int("JUNCTION_ORPHAN_FILE_HOURS", 24)
 JUNCTION_APISCHEMA_MAX_BYTES = env_int("JUNCTION_APISCHEMA_MAX_BYTES", 5 * 1024 * 1024)
 JUNCTION_BUNDLE_MAX_FILES = env_int("JUNCTION_BUNDLE_MAX_FILES", 64)  # Lua files per bundle (drafts and validation)
 JUNCTION_BUNDLE_MAX_FILE_BYTES = 256 * 1024
+# Package zips (marketplace/packaging/packages.py): entries, total unpacked bytes, and the
+# unpacked-to-packed ratio past which an archive is refused as a zip bomb.
+JUNCTION_PACKAGE_MAX_FILES = env_int("JUNCTION_PACKAGE_MAX_FILES", 256)
+JUNCTION_PACKAGE_MAX_BYTES = env_int("JUNCTION_PACKAGE_MAX_BYTES", 20 * 1024 * 1024)
+JUNCTION_PACKAGE_MAX_RATIO = env_int("JUNCTION_PACKAGE_MAX_RATIO", 100)
 # Package validation (marketplace/packaging, docs/validation.md): what a manifest may declare,
 # and how long validation may spend on code, so no package can hold a web worker for long.
 JUNCTION_MANIFEST_MAX_HANDLERS = env_int("JUNCTION_MANIFEST_MAX_HANDLERS", 100)

@@ -32,6 +32,9 @@ Details publishers rely on:
 - ``containersList`` returns at most 1000 entries ordered by key.
 - ``print(...)`` (also ``ctx.print``) logs its arguments, tab-separated, at level ``info``.
 
+The list of functions, the permission each needs and how many arguments each takes is
+declared once, in ``marketplace.packaging.contract``; this module implements them.
+
 A refusal is a catchable Lua error ``"permission_denied: …"`` that names the missing
 permission. Aliases must be declared in the manifest's ``resources`` with the right kind
 (``invalid_alias``) and bound to a device (``unbound_alias``). Storage is pluggable
@@ -43,6 +46,7 @@ import json
 from typing import Any, Mapping
 
 from marketplace import schemas
+from marketplace.packaging import contract
 
 from . import dispatch
 from .dispatch import DeviceSpec
@@ -50,17 +54,7 @@ from .limits import Limits
 from .sandbox import HostError, RunStopped
 from .stores import Store
 
-PERMISSIONS = (
-    "device.http",
-    "device.sql.read",
-    "device.sql.write",
-    "integration.cache",
-    "integration.containers",
-    "tenant.cache",
-    "tenant.sql",
-    "log",
-)
-LOG_LEVELS = ("debug", "info", "warn", "error")
+PERMISSIONS = contract.PERMISSIONS
 KEY_MAX = 255
 CONTAINER_LIST_MAX = 1000
 
@@ -116,7 +110,7 @@ class Ctx:
         if method is None:
             raise HostError("invalid_argument", f"unknown ctx function {name}")
         permission, function = method
-        if permission and permission not in self.permissions:
+        if permission not in self.permissions:
             raise HostError(
                 "permission_denied",
                 f"ctx.{name} needs the '{permission}' permission, which the manifest does not declare",
@@ -249,19 +243,25 @@ def _log_method(level):
     return lambda self, args, deadline: self._log(level, args[0], args[1])
 
 
+# The implementation of each contract function; the contract names the permission checked.
+_IMPLEMENTATIONS = {
+    "device.http": Ctx._http,
+    "device.sql": Ctx._sql,
+    "integration.cacheSet": Ctx._cache_set,
+    "integration.cacheGet": Ctx._cache_get,
+    "integration.containersSet": Ctx._containers_set,
+    "integration.containersGet": Ctx._containers_get,
+    "integration.containersList": Ctx._containers_list,
+    "integration.containersDelete": Ctx._containers_delete,
+    "print": Ctx._print,
+    "cache.get": Ctx._tenant_get,
+    "cache.set": Ctx._tenant_set,
+    "cache.delete": Ctx._tenant_delete,
+    "sql": Ctx._tenant_sql,
+    **{f"log.{level}": _log_method(level) for level in contract.LOG_LEVELS},
+}
+if _IMPLEMENTATIONS.keys() != contract.BY_NAME.keys():  # pragma: no cover - caught at import
+    raise ImportError(f"ctx functions and the contract differ: {sorted(_IMPLEMENTATIONS.keys() ^ contract.BY_NAME.keys())}")
 Ctx._METHODS = {
-    "device.http": ("device.http", Ctx._http),
-    "device.sql": ("device.sql.read", Ctx._sql),
-    "integration.cacheSet": ("integration.cache", Ctx._cache_set),
-    "integration.cacheGet": ("integration.cache", Ctx._cache_get),
-    "integration.containersSet": ("integration.containers", Ctx._containers_set),
-    "integration.containersGet": ("integration.containers", Ctx._containers_get),
-    "integration.containersList": ("integration.containers", Ctx._containers_list),
-    "integration.containersDelete": ("integration.containers", Ctx._containers_delete),
-    "print": ("log", Ctx._print),
-    "cache.get": ("tenant.cache", Ctx._tenant_get),
-    "cache.set": ("tenant.cache", Ctx._tenant_set),
-    "cache.delete": ("tenant.cache", Ctx._tenant_delete),
-    "sql": ("tenant.sql", Ctx._tenant_sql),
-    **{f"log.{level}": ("log", _log_method(level)) for level in LOG_LEVELS},
+    function.name: (function.permission, _IMPLEMENTATIONS[function.name]) for function in contract.FUNCTIONS
 }

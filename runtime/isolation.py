@@ -45,7 +45,6 @@ from .sandbox import Host, HostError, RunResult, RunStopped, SandboxError, run_l
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_KILL_MARGIN_MS = 2000
 # A frame bigger than this is not a ctx call's arguments nor a result within any limit.
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _HEADER = struct.Struct("!I")
@@ -54,7 +53,7 @@ _RESET_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"
 
 
 def kill_margin_ms() -> int:
-    return int(getattr(settings, "JUNCTION_RUNTIME_KILL_MARGIN_MS", DEFAULT_KILL_MARGIN_MS))
+    return int(settings.JUNCTION_RUNTIME_KILL_MARGIN_MS)
 
 
 class _ChildGone(Exception):

@@ -12,22 +12,22 @@ from typing import Any
 
 from django.conf import settings
 
-# Used when settings do not define a value (kept in step with the settings block).
-_DEFAULTS = {
-    "JUNCTION_RUNTIME_DEFAULT_TIMEOUT_MS": 10_000,
-    "JUNCTION_RUNTIME_MAX_TIMEOUT_MS": 60_000,
-    "JUNCTION_RUNTIME_DEFAULT_MEMORY_MB": 32,
-    "JUNCTION_RUNTIME_MAX_MEMORY_MB": 128,
-    "JUNCTION_RUNTIME_DEFAULT_INSTRUCTIONS": 100_000_000,
-    "JUNCTION_RUNTIME_MAX_INSTRUCTIONS": 1_000_000_000,
-    "JUNCTION_RUNTIME_LOG_MAX_LINES": 500,
-    "JUNCTION_RUN_LOG_MAX_BYTES": 64 * 1024,
-    "JUNCTION_RUNTIME_RESULT_MAX_BYTES": 256 * 1024,
-    "JUNCTION_RUNTIME_VALUE_MAX_BYTES": 256 * 1024,
-    "JUNCTION_RUNTIME_HTTP_MAX_RESPONSE_BYTES": 2 * 1024 * 1024,
-    "JUNCTION_RUNTIME_SQL_MAX_ROWS": 1000,
-    "JUNCTION_RUNTIME_PATTERN_MAX_COST": 100_000_000,
-}
+# The settings a Limits is built from; their values are declared once, in marketplace/settings.py.
+_SETTINGS = (
+    "JUNCTION_RUNTIME_DEFAULT_TIMEOUT_MS",
+    "JUNCTION_RUNTIME_MAX_TIMEOUT_MS",
+    "JUNCTION_RUNTIME_DEFAULT_MEMORY_MB",
+    "JUNCTION_RUNTIME_MAX_MEMORY_MB",
+    "JUNCTION_RUNTIME_DEFAULT_INSTRUCTIONS",
+    "JUNCTION_RUNTIME_MAX_INSTRUCTIONS",
+    "JUNCTION_RUNTIME_LOG_MAX_LINES",
+    "JUNCTION_RUN_LOG_MAX_BYTES",
+    "JUNCTION_RUNTIME_RESULT_MAX_BYTES",
+    "JUNCTION_RUNTIME_VALUE_MAX_BYTES",
+    "JUNCTION_RUNTIME_HTTP_MAX_RESPONSE_BYTES",
+    "JUNCTION_RUNTIME_SQL_MAX_ROWS",
+    "JUNCTION_RUNTIME_PATTERN_MAX_COST",
+)
 
 
 _cache: tuple[object, dict] | None = None
@@ -38,7 +38,7 @@ def setting(name: str) -> Any:
     global _cache
     wrapped = settings._wrapped
     if _cache is None or _cache[0] is not wrapped:
-        _cache = (wrapped, {key: getattr(settings, key, default) for key, default in _DEFAULTS.items()})
+        _cache = (wrapped, {key: getattr(settings, key) for key in _SETTINGS})
     return _cache[1][name]
 
 

@@ -39,7 +39,6 @@ from .runs import QUEUE_FULL, queue_rooms
 
 log = logging.getLogger(__name__)
 
-MAX_EVERY_SECONDS = 31 * 86400
 # Beyond this many candidate times without a match, a cron expression is treated as never firing.
 CRON_SEARCH_LIMIT = 5000
 
@@ -47,12 +46,9 @@ CRON_SEARCH_LIMIT = 5000
 # --- Parsing --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Schedule:
-    """A parsed manifest ``schedule``: ``every_seconds`` or ``cron`` + ``timezone``."""
-
-    every_seconds: int | None = None
-    cron: str = ""
-    timezone: str = "UTC"
+class Schedule(packaging_schedules.Schedule):
+    """A parsed manifest ``schedule`` (``every_seconds`` or ``cron`` + ``timezone``) that
+    knows its slots."""
 
     def next_after(self, after: datetime, *, offset: int = 0) -> datetime:
         """The first slot strictly after ``after`` (aware), as an aware UTC datetime."""
@@ -61,35 +57,11 @@ class Schedule:
         return next_cron(self.cron, self.timezone, after)
 
 
-def parse_every(value) -> int:
-    """``"30s"``, ``"5m"``, ``"1h"``, ``"1h30m"`` (or a number of seconds) → seconds,
-    within [JUNCTION_MIN_TIMER_SECONDS, 31 days]. Durations are parsed by the package
-    validator's own function, so validation and the scheduler agree."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    else:
-        seconds = packaging_schedules.parse_every(value)
-    minimum = settings.JUNCTION_MIN_TIMER_SECONDS
-    if seconds < minimum:
-        raise ValueError(f"every must be at least {minimum}s, got {value!r}")
-    if seconds > MAX_EVERY_SECONDS:
-        raise ValueError(f"every must be at most 31d, got {value!r}")
-    return seconds
-
-
 def parse_schedule(spec) -> Schedule:
-    """Parse a handler's ``schedule`` object. Raises ValueError with a message fit for a
-    publisher. A ``timezone`` on an ``every`` schedule is accepted and has no effect."""
-    if not isinstance(spec, dict):
-        raise ValueError("a schedule is an object with 'every' or 'cron'")
-    if ("every" in spec) == ("cron" in spec):
-        raise ValueError("a schedule has exactly one of 'every' or 'cron'")
-    tz = spec.get("timezone") or "UTC"
-    packaging_schedules.validate_timezone(tz)
-    if "every" in spec:
-        return Schedule(every_seconds=parse_every(spec["every"]))
-    packaging_schedules.validate_cron(spec["cron"])
-    return Schedule(cron=" ".join(spec["cron"].split()), timezone=tz)
+    """Parse a handler's ``schedule`` with package validation's own parser and limits
+    (``JUNCTION_MIN_TIMER_SECONDS``). Raises ValueError with a message fit for a publisher."""
+    parsed = packaging_schedules.parse_schedule(spec, min_seconds=settings.JUNCTION_MIN_TIMER_SECONDS)
+    return Schedule(every_seconds=parsed.every_seconds, cron=parsed.cron, timezone=parsed.timezone)
 
 
 # --- Slots ------------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ from functools import cache
 
 import lupa.lua54 as lua54
 
+from . import contract
+from .contract import CONTAINER_FUNCTIONS
+
 # --- Compiling ------------------------------------------------------------------------------
 
 _LUA_MESSAGE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
@@ -69,36 +72,25 @@ def compile_error(source: str, filename: str, *, deadline: float | None = None) 
 # --- The ctx API ----------------------------------------------------------------------------
 
 DATA = "data"  # ctx.config / ctx.instance: plain values, no permission, any field below.
-SQL_WRITE = "device.sql.write"
 
-# path → permissions of which one is needed (a tuple) / a namespace (a dict) / DATA.
-# Kept in step with the runtime's table (runtime/ctx.py, Ctx._METHODS).
-CTX_API: dict = {
-    "device": {"http": ("device.http",), "sql": ("device.sql.read",)},
-    "integration": {
-        "cacheSet": ("integration.cache",),
-        "cacheGet": ("integration.cache",),
-        "containersSet": ("integration.containers",),
-        "containersGet": ("integration.containers",),
-        "containersList": ("integration.containers",),
-        "containersDelete": ("integration.containers",),
-    },
-    "config": DATA,
-    "instance": DATA,
-    "log": {level: ("log",) for level in ("debug", "info", "warn", "error")},
-    "print": ("log",),
-    "cache": {op: ("tenant.cache",) for op in ("get", "set", "delete")},
-    "sql": ("tenant.sql",),
-}
-CONTAINER_FUNCTIONS = {"containersSet", "containersGet", "containersList", "containersDelete"}
 
-# Globals the sandbox removes; using them is an error. Prefix match on dotted paths.
-FORBIDDEN = {
-    "io", "require", "load", "loadstring", "dofile", "loadfile", "debug", "package",
-    "collectgarbage", "module", "setfenv", "getfenv", "newproxy",
-    "os.execute", "os.exit", "os.remove", "os.rename", "os.tmpname", "os.getenv", "os.setlocale",
-    "string.dump",
-}
+def _ctx_api() -> dict:
+    """path → permissions of which one is needed (a tuple) / a namespace (a dict) / DATA,
+    built from the package contract (``contract.FUNCTIONS``)."""
+    api: dict = {name: DATA for name in contract.DATA_FIELDS}
+    for function in contract.FUNCTIONS:
+        *namespaces, leaf = function.path
+        node = api
+        for part in namespaces:
+            node = node.setdefault(part, {})
+        node[leaf] = (function.permission,)
+    return api
+
+
+CTX_API: dict = _ctx_api()
+
+# Globals the sandbox does not offer; using them is an error. Prefix match on dotted paths.
+FORBIDDEN = contract.FORBIDDEN_GLOBALS
 _ENV_NAMES = {"_G", "_ENV"}
 _WRITE_SQL = re.compile(r"^\s*(insert|update|delete|merge|replace|upsert|create|drop|alter|truncate|grant|revoke)\b", re.I)
 
@@ -168,6 +160,8 @@ class LuaAnalysis:
     device_calls: list[DeviceCall] = field(default_factory=list)
     containers: list[ContainerUse] = field(default_factory=list)
     forbidden: list[tuple[str, int | None]] = field(default_factory=list)
+    loads: list[int | None] = field(default_factory=list)                     # lines calling load()
+    requires: list[tuple[str | None, int | None]] = field(default_factory=list)  # require(name): literal or None
     dynamic_device: set[str] = field(default_factory=set)  # kinds referenced without a literal call
 
 
@@ -391,6 +385,12 @@ class _Walker:
             self.record_ctx(parts, line, call)
         else:
             self.check_global(parts, line)
+            while parts[0] in _ENV_NAMES and len(parts) > 1:
+                parts = parts[1:]
+            if parts == ["load"]:
+                self.a.loads.append(line)
+            elif parts == ["require"] and call is not None:
+                self.a.requires.append((_string(call.args[0]) if call.args else None, line))
         if isinstance(node, self.n.Index):
             self.visit_index_keys(node)
 

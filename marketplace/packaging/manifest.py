@@ -13,27 +13,26 @@ from referencing.exceptions import Unresolvable
 
 from .. import jsonvalues, schemas
 from .report import Report
-from .schedules import cron_min_interval, parse_every, validate_cron, validate_timezone
+from .schedules import schedule_problems
 
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 CODE_KEYWORD = "x-junction-code"
 
-# Platform maxima of handler limits: the runtime's settings (runtime/limits.py), same defaults.
+# Platform maxima of handler limits: the runtime's settings (runtime/limits.py).
 LIMIT_SETTINGS = {
-    "timeoutMs": ("JUNCTION_RUNTIME_MAX_TIMEOUT_MS", 60_000),
-    "memoryMb": ("JUNCTION_RUNTIME_MAX_MEMORY_MB", 128),
-    "instructions": ("JUNCTION_RUNTIME_MAX_INSTRUCTIONS", 1_000_000_000),
+    "timeoutMs": "JUNCTION_RUNTIME_MAX_TIMEOUT_MS",
+    "memoryMb": "JUNCTION_RUNTIME_MAX_MEMORY_MB",
+    "instructions": "JUNCTION_RUNTIME_MAX_INSTRUCTIONS",
 }
 RETRY_SETTINGS = {
-    "attempts": ("JUNCTION_RETRY_MAX_ATTEMPTS", 10),
-    "backoff": ("JUNCTION_RETRY_MAX_DELAY_SECONDS", 3600),
+    "attempts": "JUNCTION_RETRY_MAX_ATTEMPTS",
+    "backoff": "JUNCTION_RETRY_MAX_DELAY_SECONDS",
 }
-MAX_EVERY_SECONDS = 31 * 86400  # the scheduler's ceiling (runtime/schedules.py)
-# What a manifest may declare: setting → default (marketplace/settings.py has the same).
+# What a manifest may declare.
 CAP_SETTINGS = {
-    "handlers": ("JUNCTION_MANIFEST_MAX_HANDLERS", 100),
-    "timers": ("JUNCTION_MANIFEST_MAX_TIMERS", 20),
-    "bytes": ("JUNCTION_MANIFEST_MAX_BYTES", 256 * 1024),
+    "handlers": "JUNCTION_MANIFEST_MAX_HANDLERS",
+    "timers": "JUNCTION_MANIFEST_MAX_TIMERS",
+    "bytes": "JUNCTION_MANIFEST_MAX_BYTES",
 }
 
 
@@ -44,12 +43,11 @@ def manifest_schema() -> dict:
 
 
 def min_timer_seconds() -> int:
-    return int(getattr(settings, "JUNCTION_MIN_TIMER_SECONDS", 10))
+    return int(settings.JUNCTION_MIN_TIMER_SECONDS)
 
 
 def limit_maximum(name: str, table: dict = LIMIT_SETTINGS) -> int:
-    setting, default = table[name]
-    return int(getattr(settings, setting, default))
+    return int(getattr(settings, table[name]))
 
 
 def dotted(parts) -> str:
@@ -292,37 +290,5 @@ def check_manifest(manifest, report: Report) -> bool:
 
 
 def check_schedule(schedule: dict, path: str, report: Report) -> None:
-    has_every, has_cron = "every" in schedule, "cron" in schedule
-    if has_every == has_cron:
-        report.add("schedule_invalid", "a schedule has exactly one of 'every' (such as \"5m\") or 'cron' (five fields)",
-                   path=path)
-        return
-    if "timezone" in schedule:
-        try:
-            validate_timezone(schedule["timezone"])
-        except ValueError as exc:
-            report.add("schedule_timezone_unknown", str(exc), path=f"{path}.timezone")
-    minimum = min_timer_seconds()
-    if has_every:
-        try:
-            seconds = parse_every(schedule["every"])
-        except ValueError as exc:
-            report.add("schedule_invalid", str(exc), path=f"{path}.every")
-            return
-        if seconds > MAX_EVERY_SECONDS:
-            report.add("schedule_invalid", f"every {schedule['every']} is longer than the maximum of 31 days",
-                       path=f"{path}.every")
-        elif seconds < minimum:
-            report.add("schedule_too_frequent", f"every {schedule['every']} is more often than the platform minimum of "
-                       f"{minimum} seconds", path=f"{path}.every")
-        return
-    try:
-        validate_cron(schedule["cron"])
-    except ValueError as exc:
-        report.add("schedule_invalid", str(exc), path=f"{path}.cron")
-        return
-    if minimum > 60:  # cron never fires more than once a minute; measure only when it matters
-        gap = cron_min_interval(schedule["cron"])
-        if gap < minimum:
-            report.add("schedule_too_frequent", f"cron {schedule['cron']!r} runs every {gap} seconds at times, more often "
-                       f"than the platform minimum of {minimum} seconds", path=f"{path}.cron")
+    for problem in schedule_problems(schedule, min_seconds=min_timer_seconds())[1]:
+        report.add(problem.code, str(problem), path=f"{path}.{problem.field}" if problem.field else path)

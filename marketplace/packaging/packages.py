@@ -27,24 +27,24 @@ CHUNK = 64 * 1024
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # exports are byte-for-byte reproducible
 
 
-def limit(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
+def limit(name: str) -> int:
+    return int(getattr(settings, name))
 
 
 def max_entries() -> int:
-    return limit("JUNCTION_PACKAGE_MAX_FILES", 256)
+    return limit("JUNCTION_PACKAGE_MAX_FILES")
 
 
 def max_file_bytes() -> int:
-    return max(limit("JUNCTION_BUNDLE_MAX_FILE_BYTES", 256 * 1024), limit("JUNCTION_APISCHEMA_MAX_BYTES", 5 * 1024 * 1024))
+    return max(limit("JUNCTION_BUNDLE_MAX_FILE_BYTES"), limit("JUNCTION_APISCHEMA_MAX_BYTES"))
 
 
 def max_total_bytes() -> int:
-    return limit("JUNCTION_PACKAGE_MAX_BYTES", 20 * 1024 * 1024)
+    return limit("JUNCTION_PACKAGE_MAX_BYTES")
 
 
 def max_ratio() -> int:
-    return limit("JUNCTION_PACKAGE_MAX_RATIO", 100)
+    return limit("JUNCTION_PACKAGE_MAX_RATIO")
 
 
 RATIO_FLOOR = 1024 * 1024  # below this many inflated bytes the ratio is not a threat

@@ -1,17 +1,21 @@
 """Parsing timer schedules: ``every`` durations and five-field cron expressions.
 
-Pure functions with no Django or database access, so the runtime's scheduler can reuse them
-and agree with validation on what a schedule means.
+The one parser of a manifest's ``schedule``, with its limits: package validation reports
+what ``schedule_problems`` finds, and the runtime's scheduler builds its rows from
+``parse_schedule``, so both agree on what a schedule means and what it may be. Pure
+functions with no Django or database access: the platform minimum comes in as an argument.
 """
 from __future__ import annotations
 
 import re
 import zoneinfo
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from croniter import croniter
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_EVERY_SECONDS = 31 * 86400  # a longer period is a mistake rather than a timer
 _EVERY = re.compile(r"^(?:\d+[smhd])+$")
 _PART = re.compile(r"(\d+)([smhd])")
 
@@ -68,17 +72,78 @@ def cron_min_interval(expression: str, *, samples: int = 200) -> int:
     return shortest or 60
 
 
+class ScheduleError(ValueError):
+    """A schedule that does not parse or breaks a limit. ``code`` is the validation report's
+    code; ``field`` the key at fault (``every``, ``cron``, ``timezone``), None for the whole."""
+
+    def __init__(self, message: str, *, code: str = "schedule_invalid", field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed ``schedule``: ``every_seconds``, or ``cron`` (fields single-spaced) in
+    ``timezone``. A ``timezone`` on an ``every`` schedule is checked and has no effect."""
+
+    every_seconds: int | None = None
+    cron: str = ""
+    timezone: str = "UTC"
+
+
+def schedule_problems(spec, *, min_seconds: int) -> tuple[Schedule | None, list[ScheduleError]]:
+    """The parsed schedule (None when it does not parse) and every problem found: not
+    exactly one of ``every``/``cron``, an unknown time zone, a bad duration or expression,
+    a period over 31 days, runs more often than ``min_seconds`` (for cron, measured over
+    its next runs, only when the minimum is above cron's own minute)."""
+    if not isinstance(spec, dict):
+        return None, [ScheduleError("a schedule is an object with 'every' (such as \"5m\") or 'cron' (five fields)")]
+    has_every, has_cron = "every" in spec, "cron" in spec
+    if has_every == has_cron:
+        return None, [ScheduleError("a schedule has exactly one of 'every' (such as \"5m\") or 'cron' (five fields)")]
+    problems = []
+    zone = "UTC"
+    if "timezone" in spec:
+        try:
+            validate_timezone(spec["timezone"])
+            zone = spec["timezone"]
+        except ValueError as exc:
+            problems.append(ScheduleError(str(exc), code="schedule_timezone_unknown", field="timezone"))
+    if has_every:
+        try:
+            seconds = parse_every(spec["every"])
+        except ValueError as exc:
+            return None, [*problems, ScheduleError(str(exc), field="every")]
+        if seconds > MAX_EVERY_SECONDS:
+            problems.append(ScheduleError(f"every {spec['every']} is longer than the maximum of 31 days", field="every"))
+        elif seconds < min_seconds:
+            problems.append(ScheduleError(f"every {spec['every']} is more often than the platform minimum of "
+                                          f"{min_seconds} seconds", code="schedule_too_frequent", field="every"))
+        return (None if problems else Schedule(every_seconds=seconds)), problems
+    try:
+        validate_cron(spec["cron"])
+    except ValueError as exc:
+        return None, [*problems, ScheduleError(str(exc), field="cron")]
+    if min_seconds > 60:  # cron never fires more than once a minute; measure only when it matters
+        gap = cron_min_interval(spec["cron"])
+        if gap < min_seconds:
+            problems.append(ScheduleError(f"cron {spec['cron']!r} runs every {gap} seconds at times, more often than "
+                                          f"the platform minimum of {min_seconds} seconds",
+                                          code="schedule_too_frequent", field="cron"))
+    return (None if problems else Schedule(cron=" ".join(spec["cron"].split()), timezone=zone)), problems
+
+
+def parse_schedule(spec, *, min_seconds: int) -> Schedule:
+    """The parsed schedule; raises the first ScheduleError ``schedule_problems`` finds."""
+    schedule, problems = schedule_problems(spec, min_seconds=min_seconds)
+    if problems:
+        raise problems[0]
+    return schedule
+
+
 def schedule_interval(schedule: dict) -> int:
     """Seconds between runs (shortest gap for cron). Raises ValueError when the schedule
     does not parse."""
-    if not isinstance(schedule, dict):
-        raise ValueError("a schedule is an object with 'every' or 'cron'")
-    has_every, has_cron = "every" in schedule, "cron" in schedule
-    if has_every == has_cron:
-        raise ValueError("a schedule has exactly one of 'every' or 'cron'")
-    if "timezone" in schedule:
-        validate_timezone(schedule["timezone"])
-    if has_every:
-        return parse_every(schedule["every"])
-    validate_cron(schedule["cron"])
-    return cron_min_interval(schedule["cron"])
+    parsed = parse_schedule(schedule, min_seconds=0)
+    return parsed.every_seconds or cron_min_interval(parsed.cron)

@@ -12,7 +12,8 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 
-from .lua import SQL_WRITE, OutOfTime, ParserUnavailable, analyze, compile_error, defines_function_roughly, load_parser
+from .contract import SQL_WRITE
+from .lua import OutOfTime, ParserUnavailable, analyze, compile_error, defines_function_roughly, load_parser
 from .manifest import check_caps, check_json_value, check_manifest
 from .openapi import EndpointMatcher, OpenApiError, base_paths, check_document, index_document, load_document
 from .report import Report
@@ -21,16 +22,16 @@ API_SUFFIXES = (".json", ".yaml", ".yml")
 README_NAMES = {"readme.md"}
 
 
-def setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
+def setting(name: str) -> int:
+    return int(getattr(settings, name))
 
 
 def static_budget() -> int:
-    return setting("JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1024)
+    return setting("JUNCTION_LUA_STATIC_MAX_BYTES")
 
 
 def max_bundle_files() -> int:
-    return setting("JUNCTION_BUNDLE_MAX_FILES", 64)
+    return setting("JUNCTION_BUNDLE_MAX_FILES")
 
 
 def check_bundle_caps(files: dict, report: Report) -> bool:
@@ -128,6 +129,7 @@ def validate_content(manifest, files: dict[str, str], *, api_documents: dict | N
     resources = manifest.get("resources") if isinstance(manifest.get("resources"), dict) else {}
     resources = {alias: spec for alias, spec in resources.items() if isinstance(spec, dict)}
     _check_handlers(manifest, files, compiled, analyses, report)
+    _check_dynamic_code(files, analyses, report)
     _check_api_links(resources, api_documents, report)
     if analyses:
         _check_code(manifest, resources, analyses, api_documents, report, complete=complete)
@@ -143,7 +145,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
     analyses: dict = {}
     compiled: dict[str, bool] = {}
     complete = True
-    compile_deadline = time.monotonic() + setting("JUNCTION_LUA_COMPILE_MAX_MS", 1000) / 1000
+    compile_deadline = time.monotonic() + setting("JUNCTION_LUA_COMPILE_MAX_MS") / 1000
     sources = sorted(files.items())  # the bundle is Lua, whatever the file names
     for index, (path, source) in enumerate(sources):
         if not isinstance(source, str):
@@ -155,7 +157,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
         except OutOfTime:
             rest = len(sources) - index - 1
             report.add("lua_too_complex", f"{path}: Lua could not compile the bundle within the "
-                       f"{setting('JUNCTION_LUA_COMPILE_MAX_MS', 1000):,} ms allowed (JUNCTION_LUA_COMPILE_MAX_MS); "
+                       f"{setting('JUNCTION_LUA_COMPILE_MAX_MS'):,} ms allowed (JUNCTION_LUA_COMPILE_MAX_MS); "
                        "shorten very long expressions such as chains of `and`/`or`"
                        + (f" ({rest} later file(s) not compiled)" if rest else ""), file=path)
             return {}, compiled, False
@@ -168,7 +170,7 @@ def _read_code(files: dict[str, str], report: Report) -> tuple[dict, dict[str, b
     if any(compiled.values()):
         load_parser()  # its first import takes about half a second: not to be charged to the code
     budget, analyzed_bytes = static_budget(), 0
-    static_ms = setting("JUNCTION_LUA_STATIC_MAX_MS", 2000)
+    static_ms = setting("JUNCTION_LUA_STATIC_MAX_MS")
     static_deadline = time.monotonic() + static_ms / 1000
     spent = False  # the time budget ran out: no later file is analyzed
     for path, source in sources:
@@ -229,6 +231,20 @@ def _check_handlers(manifest: dict, files: dict, compiled: dict[str, bool], anal
         else:
             report.add("handler_function_missing", f"{file} defines no top-level function {function}()",
                        file=file, path=f"{base}.function")
+
+
+def _check_dynamic_code(files: dict, analyses: dict, report: Report) -> None:
+    """The sandbox's require loads bundle files only (``a.b`` → ``a/b.lua``), and what its
+    load compiles at run time no check sees before."""
+    for path, analysis in sorted(analyses.items()):
+        for name, line in analysis.requires:
+            if name is not None and name.replace(".", "/") + ".lua" not in files:
+                report.add("lua_module_missing", f"require({name!r}) names no file of the bundle "
+                           f"({name.replace('.', '/')}.lua): the sandbox's require loads bundle files only",
+                           file=path, line=line)
+        for line in analysis.loads:
+            report.add("lua_dynamic_code", "load() compiles code at run time: it runs in the sandbox, but is not "
+                       "checked before publishing", file=path, line=line)
 
 
 def _check_api_links(resources: dict, api_documents: dict, report: Report) -> None:

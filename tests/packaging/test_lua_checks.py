@@ -157,3 +157,32 @@ def test_bundle_files_are_lua_whatever_their_names():
     report = validate_content({**MINI_MANIFEST, "handlers": {"sync": {**MINI_MANIFEST["handlers"]["sync"], "file": "main"}}},
                               {"main": "function sync(ctx, input\nend\n"})
     assert [(e.code, e.file, e.line) for e in report.errors] == [("lua_syntax", "main", 2)]
+
+
+def test_load_collectgarbage_and_require_are_allowed_as_the_sandbox_offers_them():
+    files = {
+        "main.lua": 'local util = require("lib.util")\nfunction sync(ctx, input)\n  ctx.log.info(util.name)\n'
+                    '  collectgarbage("collect")\n  return load("return 1")()\nend\n',
+        "lib/util.lua": "return { name = 'util' }\n",
+    }
+    report = validate_content(MINI_MANIFEST, files)
+    assert issues(report) == [("lua_dynamic_code", 5)]
+    assert report.valid
+
+
+def test_load_through_G_is_the_dynamic_code_warning_too():
+    assert issues(check('function sync(ctx, input)\n  ctx.log.info("x")\n  return _G.load("return 1")()\nend\n')) == [
+        ("lua_dynamic_code", 3)]
+
+
+def test_require_of_a_module_outside_the_bundle_is_an_error():
+    report = check('local socket = require("socket")\nfunction sync(ctx, input)\n  ctx.log.info("x")\nend\n')
+    assert issues(report) == [("lua_module_missing", 1)]
+    assert "socket.lua" in report.errors[0].message
+
+
+def test_the_forbidden_list_and_the_sandbox_globals_do_not_overlap():
+    from marketplace.packaging import contract
+
+    top_level = {name for name in contract.FORBIDDEN_GLOBALS if "." not in name}
+    assert not top_level & contract.SANDBOX_GLOBALS

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runtime.schedules import Schedule, every_offset, next_cron, next_every, parse_every, parse_schedule
+from marketplace.packaging.manifest import check_schedule
+from marketplace.packaging.report import Report
+from runtime.schedules import Schedule, every_offset, next_cron, next_every, parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -32,21 +34,46 @@ def local(instants, zone) -> list[str]:
 
 # --- every -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("1h30m", 5400), (45, 45)])
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("1h30m", 5400)])
 def test_every_durations(text, seconds):
-    assert parse_every(text) == seconds
+    assert parse_schedule({"every": text}).every_seconds == seconds
 
 
-@pytest.mark.parametrize("text", ["0s", "5x", "", "m", "1.5m", "32d", True, None, -5])
+@pytest.mark.parametrize("text", ["0s", "5x", "", "m", "1.5m", "32d", True, None, -5, 45])
 def test_bad_every_durations_are_refused(text):
     with pytest.raises(ValueError):
-        parse_every(text)
+        parse_schedule({"every": text})
 
 
 def test_every_below_the_platform_minimum_is_refused(settings):
     settings.JUNCTION_MIN_TIMER_SECONDS = 20
-    with pytest.raises(ValueError, match="at least 20s"):
-        parse_every("15s")
+    with pytest.raises(ValueError, match="platform minimum of 20 seconds"):
+        parse_schedule({"every": "15s"})
+
+
+def test_cron_more_often_than_the_platform_minimum_is_refused_as_validation_refuses_it(settings):
+    """One parser, one set of limits: the scheduler used to accept what validation refused."""
+    settings.JUNCTION_MIN_TIMER_SECONDS = 300
+    with pytest.raises(ValueError, match="platform minimum of 300 seconds"):
+        parse_schedule({"cron": "*/2 * * * *"})
+    assert parse_schedule({"cron": "*/5 * * * *"}).cron == "*/5 * * * *"
+
+
+@pytest.mark.parametrize("spec", [
+    {"every": "5m"}, {"every": "5s"}, {"every": "32d"}, {"every": "31d"}, {"every": "1x"},
+    {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, {"every": "5m", "timezone": "Europe/Berlin"},
+    {"cron": "*/2 * * * *"}, {"cron": "61 * * * *"}, {"every": "5m", "cron": "* * * * *"}, {},
+])
+def test_the_scheduler_accepts_exactly_what_validation_accepts(settings, spec):
+    settings.JUNCTION_MIN_TIMER_SECONDS = 180
+    report = Report()
+    check_schedule(spec, "handlers.h.schedule", report)
+    try:
+        parse_schedule(spec)
+    except ValueError as exc:
+        assert report.codes(), f"validation accepts {spec}, the scheduler refuses it: {exc}"
+    else:
+        assert not report.codes(), f"validation refuses {spec} ({report.codes()}), the scheduler accepts it"
 
 
 def test_every_slots_are_on_the_timers_own_grid_and_strictly_after():
