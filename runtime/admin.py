@@ -34,7 +34,6 @@ class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
     organizations' instances. The schedule itself comes from the manifest; rows follow the
     instance (runtime.schedules.sync_schedules), so they are never added or deleted here."""
 
-    org_lookups = ("instance__organization",)
     publisher_actions = ("change",)
     closed_to_everyone = ("add", "delete")
     list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled", "paused"]
@@ -78,7 +77,6 @@ class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
 
 @admin.register(SeenItem)
 class SeenItemAdmin(ScopedAdmin):
-    org_lookups = ("instance__organization",)
     publisher_actions = ()
     closed_to_everyone = ("add", "change")
     list_display = ["item_id", "handler", "instance", "seen_at"]

@@ -13,7 +13,6 @@ from .mixins import ScopedAdmin
 @admin.register(Device)
 class DeviceAdmin(ScopedAdmin):
     form = DeviceForm
-    org_lookups = ("organization",)
     list_display = ["name", "organization", "kind", "target", "secrets", "created_at"]
     list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "base_url"]

@@ -59,8 +59,6 @@ class ResourceBindingInline(ScopedInline, admin.TabularInline):
 @admin.register(Instance)
 class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     form = InstanceForm
-    org_lookups = ("organization", "version__integration__owner")
-    change_org_lookups = ("organization",)
     closed_to_everyone = ("add",)
     list_display = ["name", "organization", "integration", "version_label", "enabled", "state", "last_run_at"]
     list_filter = [

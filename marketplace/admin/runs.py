@@ -30,8 +30,6 @@ class ReadOnlyRowsAdmin(ScopedAdmin):
 
 @admin.register(HandlerRun)
 class HandlerRunAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("instance__organization", "instance__version__integration__owner")
-    change_org_lookups = ("instance__organization",)
     list_display = ["__str__", "instance", "handler", "trigger", "status", "attempt", "created_at", "duration_ms"]
     list_filter = ["status", "trigger", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["handler", "instance__name"]
@@ -87,7 +85,6 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
 
 @admin.register(ContainerEntry)
 class ContainerEntryAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("instance__organization",)
     list_display = ["container", "key", "instance", "updated_at"]
     list_filter = ["container", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["container", "key", "instance__name"]
@@ -102,7 +99,6 @@ class ContainerEntryAdmin(ReadOnlyRowsAdmin):
 
 @admin.register(CacheEntry)
 class CacheEntryAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("organization",)
     list_display = ["key", "organization", "instance", "expires_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["key", "instance__name"]
