@@ -39,11 +39,13 @@ class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
     list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled", "paused"]
     list_filter = ["enabled", "paused", ScheduleKindFilter, "timezone", "instance__organization"]
     search_fields = ["handler", "instance__name", "instance__organization__name"]
-    list_select_related = ["instance__organization", "instance__version__integration"]
     date_hierarchy = "next_run_at"
     actions = ["run_now"]
     fields = ["instance", "handler", "schedule", "paused", "next_run_at", "last_run_at", "enabled"]
     readonly_fields = ["instance", "handler", "schedule", "last_run_at", "enabled"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     def save_model(self, request, obj, form, change):
         with refusing():
@@ -82,4 +84,6 @@ class SeenItemAdmin(ScopedAdmin):
     list_display = ["item_id", "handler", "instance", "seen_at"]
     list_filter = ["handler"]
     search_fields = ["item_id", "instance__name"]
-    list_select_related = ["instance"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()

@@ -73,6 +73,10 @@ class ScopedAdmin(admin.ModelAdmin):
 
     publisher_actions: tuple[str, ...] = ("add", "change", "delete")
     closed_to_everyone: tuple[str, ...] = ()
+    # Lists preload what their rows show through their queryset's ``for_listing()`` (in
+    # ``get_queryset``), so the number of queries stays constant however long they get;
+    # Django's own guess (every foreign key, five levels deep) is not asked for.
+    list_select_related: tuple[str, ...] | list[str] = ()
     # False for marketplace-wide rows (categories) that every publisher sees.
     belongs_to_organizations = True
 

@@ -38,6 +38,9 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
     detail_fields = ["error_message", "error_file", "error_line", "input_display", "result_display", "logs_display"]
     actions = ["replay"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
+
     def get_fieldsets(self, request, obj=None):
         if obj is None or shows_instance_data(request, obj.instance):
             return [(None, {"fields": [*access.RUN_SUPPORT_FIELDS, *self.detail_fields]})]
@@ -88,9 +91,11 @@ class ContainerEntryAdmin(ReadOnlyRowsAdmin):
     list_display = ["container", "key", "instance", "updated_at"]
     list_filter = ["container", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["container", "key", "instance__name"]
-    list_select_related = ["instance"]
     fields = ["instance", "container", "key", "value_display", "updated_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     @admin.display(description="value")
     def value_display(self, obj):
@@ -102,9 +107,11 @@ class CacheEntryAdmin(ReadOnlyRowsAdmin):
     list_display = ["key", "organization", "instance", "expires_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["key", "instance__name"]
-    list_select_related = ["organization", "instance"]
     fields = ["organization", "instance", "key", "value_display", "expires_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     @admin.display(description="value")
     def value_display(self, obj):
