@@ -77,9 +77,7 @@ def sees_run_details(user, run: HandlerRun) -> bool:
 
 def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
     """``runs`` narrowed to those whose details ``user`` sees, for searching inside them."""
-    if user.is_authenticated and user.is_superuser:
-        return runs
-    return runs.filter(instance__organization__in=organizations_of(user))
+    return runs.with_details_for(user)
 
 
 # --- Fetch and check in one call ------------------------------------------------------------

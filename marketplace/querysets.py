@@ -192,6 +192,11 @@ class RunQuerySet(OrganizationRowsQuerySet):
     organization_path = "instance__organization"
     publisher_path = "instance__version__integration__owner"
 
+    def with_details_for(self, user):
+        """Runs whose input, result, logs and error texts ``user`` sees: those of their own
+        organizations' instances, in any role (``access.sees_run_details``)."""
+        return self.changeable_by(user)
+
     def for_listing(self):
         return self.select_related("instance__version__integration")
 

@@ -216,6 +216,8 @@ def test_instances_and_runs(request, world, persona, visible, changeable):
     assert names(Instance.objects.changeable_by(user)) == changeable
     assert sorted(HandlerRun.objects.visible_to(user).values_list("handler", flat=True)) == visible
     assert sorted(HandlerRun.objects.changeable_by(user).values_list("handler", flat=True)) == changeable
+    # Details (input, result, logs, error texts) show to the instance's organization only.
+    assert sorted(HandlerRun.objects.with_details_for(user).values_list("handler", flat=True)) == changeable
 
 
 @pytest.mark.parametrize("persona, _visible, own", INSTANCE_RULES)
