@@ -86,7 +86,8 @@ class PublisherRowsQuerySet(ScopedQuerySet):
 
 
 class OrganizationQuerySet(OrganizationRowsQuerySet):
-    """Organizations a user belongs to (``roles`` narrows which memberships count)."""
+    """Organizations a user belongs to (``roles`` narrows which memberships count). Only
+    superusers change organizations and memberships; the console enforces it."""
 
     organization_path = "pk"
 
