@@ -3,14 +3,12 @@ organization's integrations; any member installs and runs them, and sees its ins
 data. docs/access.md tells the whole story."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from .choices import Role
-from .exceptions import PermissionDenied
-from .models import HandlerRun, Instance, Integration, Membership, Organization
-
-PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
-ALL_ROLES = tuple(Role.values)
+from .exceptions import NotFound, PermissionDenied
+from .models import Device, HandlerRun, Instance, Integration, IntegrationVersion, Membership, Organization
+from .querysets import ALL_ROLES, PUBLISHING_ROLES
 
 
 def organizations_of(user, roles=ALL_ROLES):
@@ -79,6 +77,58 @@ def sees_run_details(user, run: HandlerRun) -> bool:
 
 def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
     """``runs`` narrowed to those whose details ``user`` sees, for searching inside them."""
-    if user.is_authenticated and user.is_superuser:
-        return runs
-    return runs.filter(instance__organization__in=organizations_of(user))
+    return runs.with_details_for(user)
+
+
+# --- Fetch and check in one call ------------------------------------------------------------
+# Every front door (console, API, pages) fetches the object a request names through these:
+# another organization's object raises NotFound exactly like a missing one. ``write=True``
+# asks for what the user may change, which for an instance or a run is narrower than what
+# they see (an integration's publisher sees its customers' instances, changes none).
+# ``user=None`` is a trusted caller (management commands, tasks), as for ``require_role``.
+
+
+def _get(queryset: QuerySet, what: str, key, **lookup):
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise NotFound(f"no {what} {key} among those you may reach") from None
+
+
+def _scope(queryset: QuerySet, user, write: bool) -> QuerySet:
+    if user is None:
+        return queryset.all()
+    return queryset.changeable_by(user) if write else queryset.visible_to(user)
+
+
+def get_integration_for(user, slug: str, *, write: bool = False) -> Integration:
+    """The integration ``slug``: one the user sees (public or their organization's), or
+    with ``write`` one they publish for."""
+    integrations = Integration.objects.select_related("owner", "category")
+    if user is not None:
+        integrations = integrations.editable_by(user) if write else integrations.visible_to(user)
+    return _get(integrations, "integration", slug, slug=slug)
+
+
+def get_version_for(user, slug: str, number: int, *, write: bool = False) -> IntegrationVersion:
+    """Published version ``number`` of integration ``slug`` as the user sees it; with
+    ``write``, of an integration they publish for."""
+    versions = _scope(IntegrationVersion.objects.select_related("integration__owner"), user, write)
+    return _get(versions, "version", f"{slug} v{number}", integration__slug=slug, number=number)
+
+
+def get_instance_for(user, pk, *, write: bool = False) -> Instance:
+    instances = _scope(Instance.objects.select_related("organization", "version__integration__owner"), user, write)
+    return _get(instances, "instance", pk, pk=pk)
+
+
+def get_device_for(user, pk, *, write: bool = False) -> Device:
+    return _get(_scope(Device.objects.select_related("organization"), user, write), "device", pk, pk=pk)
+
+
+def get_run_for(user, pk, *, write: bool = False) -> HandlerRun:
+    """A run as the user may see it (``sees_run_details`` says whether its details show);
+    with ``write`` (delete, replay), one of their own organization's instances."""
+    runs = _scope(HandlerRun.objects.select_related("instance__organization", "instance__version__integration"),
+                  user, write)
+    return _get(runs, "run", pk, pk=pk)

@@ -55,6 +55,13 @@ class PermissionDenied(DomainError):
     status_code = 403
 
 
+class NotFound(DomainError):
+    """No such object among those the caller may reach: another organization's object
+    and a missing one are refused alike, so no front door tells them apart."""
+
+    status_code = 404
+
+
 class QuotaExceeded(DomainError):
     """A quota or cap would be exceeded (e.g. an instance's queued runs); nothing was
     written, and the same call may succeed later. ``code`` names the cap (docs/quotas.md)."""

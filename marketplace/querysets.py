@@ -1,11 +1,27 @@
-"""Named queries: where pages, the API and the admin start, so "what is visible" and
-"what is installable" are each defined once."""
+"""Named queries: where pages, the API and the admin start, so "what is visible",
+"what may be changed" and "what is installable" are each defined once.
+
+Two kinds of rows belong to organizations (docs/access.md):
+- the customer's side (devices, instances and what they produce: runs, storage, timers,
+  seen items) belongs to one organization, whose members see and change it; an instance
+  and its runs are seen, as support fields only, by the integration's publishers too;
+- the publisher's side (integrations and what hangs off them: versions, attachments, API
+  documents) is changed by the owning organization's owners and publishers.
+
+Every query here takes the user: anonymous users get nothing (or the public catalog),
+superusers everything. ``roles`` narrows which memberships make a user one of an
+organization's own; the console passes ``PUBLISHING_ROLES``, being the publishers' tool.
+Conditions are subqueries over forward foreign keys, so no row appears twice.
+"""
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Q
 
 from .choices import Role, VersionState, Visibility
+
+ALL_ROLES = tuple(Role.values)
+PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
 
 
 def _organizations_of(user, roles=None):
@@ -15,6 +31,65 @@ def _organizations_of(user, roles=None):
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return memberships.values("organization")
+
+
+def _in_organizations(path: str, user, roles) -> Q:
+    return Q(**{f"{path}__in": _organizations_of(user, roles)})
+
+
+class ScopedQuerySet(models.QuerySet):
+    """Shared by every organization-owned row: ``_scoped`` settles anonymous users and
+    superusers once, and builds ``condition(user)`` for everyone else."""
+
+    def _scoped(self, user, condition):
+        if user is None or not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        return self.filter(condition(user))
+
+
+class OrganizationRowsQuerySet(ScopedQuerySet):
+    """Rows of the customer's side. ``organization_path`` leads to the organization whose
+    members see and change a row; ``publisher_path``, where set, to the organization
+    whose publishers see it too (support fields only: ``access.sees_instance_data``)."""
+
+    organization_path = "organization"
+    publisher_path: str | None = None
+
+    def visible_to(self, user, *, roles=ALL_ROLES):
+        def condition(user):
+            own = _in_organizations(self.organization_path, user, roles)
+            if self.publisher_path:
+                return own | _in_organizations(self.publisher_path, user, PUBLISHING_ROLES)
+            return own
+
+        return self._scoped(user, condition)
+
+    def changeable_by(self, user, *, roles=ALL_ROLES):
+        return self._scoped(user, lambda user: _in_organizations(self.organization_path, user, roles))
+
+
+class PublisherRowsQuerySet(ScopedQuerySet):
+    """Rows of the publisher's side: visible with their integration, changed by its
+    owning organization's owners and publishers. ``integration_path`` leads to it."""
+
+    integration_path = "integration"
+
+    def visible_to(self, user):
+        from .models import Integration
+
+        return self.filter(**{f"{self.integration_path}__in": Integration.objects.visible_to(user).values("pk")})
+
+    def changeable_by(self, user):
+        return self._scoped(user, lambda user: _in_organizations(f"{self.integration_path}__owner", user, PUBLISHING_ROLES))
+
+
+class OrganizationQuerySet(OrganizationRowsQuerySet):
+    """Organizations a user belongs to (``roles`` narrows which memberships count). Only
+    superusers change organizations and memberships; the console enforces it."""
+
+    organization_path = "pk"
 
 
 class IntegrationQuerySet(models.QuerySet):
@@ -40,7 +115,7 @@ class IntegrationQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self.all()
-        return self.filter(owner__in=_organizations_of(user, [Role.OWNER, Role.PUBLISHER]))
+        return self.filter(owner__in=_organizations_of(user, PUBLISHING_ROLES))
 
     def installable(self):
         """Integrations with at least one published, available version."""
@@ -63,7 +138,23 @@ class IntegrationQuerySet(models.QuerySet):
         )
 
 
-class VersionQuerySet(models.QuerySet):
+class VersionQuerySet(PublisherRowsQuerySet):
+    def visible_to(self, user):
+        """Published versions of the integrations the user sees, and every version (drafts
+        included) of the integrations they publish."""
+        from .models import Integration
+
+        published = Q(state=VersionState.PUBLISHED, integration__in=Integration.objects.visible_to(user).values("pk"))
+        if not user.is_authenticated:
+            return self.filter(published)
+        if user.is_superuser:
+            return self.all()
+        return self.filter(published | _in_organizations("integration__owner", user, PUBLISHING_ROLES))
+
+    def editable_by(self, user):
+        """Versions of the integrations ``user`` may change (``Integration.editable_by``)."""
+        return self.changeable_by(user)
+
     def published(self):
         return self.filter(state=VersionState.PUBLISHED)
 
@@ -74,7 +165,16 @@ class VersionQuerySet(models.QuerySet):
         return self.published().filter(available=True)
 
 
-class InstanceQuerySet(models.QuerySet):
+class InstanceQuerySet(OrganizationRowsQuerySet):
+    """Seen by their organization and by the integration's publishers; changed by their
+    organization."""
+
+    publisher_path = "version__integration__owner"
+
+    def for_listing(self):
+        # Instance.__str__ names its version, whose __str__ names the integration.
+        return self.select_related("organization", "version__integration")
+
     def for_organizations(self, organizations):
         return self.filter(organization__in=organizations)
 
@@ -83,3 +183,55 @@ class InstanceQuerySet(models.QuerySet):
 
     def of_integration(self, integration):
         return self.filter(version__integration=integration)
+
+
+class RunQuerySet(OrganizationRowsQuerySet):
+    """Runs follow their instance: seen by its organization and the integration's
+    publishers (``access.runs_with_details_for`` narrows to those whose details show);
+    deleted (the only change) by the instance's organization."""
+
+    organization_path = "instance__organization"
+    publisher_path = "instance__version__integration__owner"
+
+    def with_details_for(self, user):
+        """Runs whose input, result, logs and error texts ``user`` sees: those of their own
+        organizations' instances, in any role (``access.sees_run_details``)."""
+        return self.changeable_by(user)
+
+    def for_listing(self):
+        return self.select_related("instance__version__integration")
+
+
+class DeviceQuerySet(OrganizationRowsQuerySet):
+    def for_listing(self):
+        return self.select_related("organization")
+
+
+class ContainerEntryQuerySet(OrganizationRowsQuerySet):
+    """Stored values are the instance's organization's alone: no publisher sees them."""
+
+    organization_path = "instance__organization"
+
+    def for_listing(self):
+        return self.select_related("instance__version__integration")
+
+
+class CacheEntryQuerySet(OrganizationRowsQuerySet):
+    """Cache entries belong to an organization directly (tenant entries have no instance)."""
+
+    def for_listing(self):
+        return self.select_related("organization", "instance__version__integration")
+
+
+class AttachmentQuerySet(PublisherRowsQuerySet):
+    pass
+
+
+class ApiSchemaQuerySet(PublisherRowsQuerySet):
+    """API documents: visible with their integration, changed by its publishers."""
+
+
+class ApiPartQuerySet(PublisherRowsQuerySet):
+    """An API document's endpoints and models follow the document."""
+
+    integration_path = "schema__integration"

@@ -5,6 +5,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView
 
+from . import access
+from .exceptions import NotFound
 from .filtersets import IntegrationFilterSet
 from .models import Attachment, Integration
 
@@ -28,8 +30,11 @@ class IntegrationDetailView(DetailView):
     template_name = "marketplace/integration_detail.html"
     context_object_name = "integration"
 
-    def get_queryset(self):
-        return Integration.objects.visible_to(self.request.user).select_related("category", "owner")
+    def get_object(self, queryset=None):
+        try:
+            return access.get_integration_for(self.request.user, self.kwargs["slug"])
+        except NotFound as exc:
+            raise Http404(exc.message) from None
 
     def get_context_data(self, **kwargs):
         integration = self.object
@@ -42,9 +47,7 @@ class IntegrationDetailView(DetailView):
 
 def download_attachment(request, pk: int):
     """Attachments are always downloaded (Content-Disposition: attachment), never rendered."""
-    attachment = get_object_or_404(Attachment.objects.select_related("integration"), pk=pk)
-    if not Integration.objects.visible_to(request.user).filter(pk=attachment.integration_id).exists():
-        raise Http404
+    attachment = get_object_or_404(Attachment.objects.visible_to(request.user), pk=pk)
     response = FileResponse(
         attachment.file.open("rb"), as_attachment=True, filename=attachment.filename,
         content_type=attachment.content_type,

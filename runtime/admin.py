@@ -34,17 +34,18 @@ class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
     organizations' instances. The schedule itself comes from the manifest; rows follow the
     instance (runtime.schedules.sync_schedules), so they are never added or deleted here."""
 
-    org_lookups = ("instance__organization",)
     publisher_actions = ("change",)
     closed_to_everyone = ("add", "delete")
     list_display = ["handler", "instance", "organization", "schedule", "next_run_at", "last_run_at", "enabled", "paused"]
     list_filter = ["enabled", "paused", ScheduleKindFilter, "timezone", "instance__organization"]
     search_fields = ["handler", "instance__name", "instance__organization__name"]
-    list_select_related = ["instance__organization", "instance__version__integration"]
     date_hierarchy = "next_run_at"
     actions = ["run_now"]
     fields = ["instance", "handler", "schedule", "paused", "next_run_at", "last_run_at", "enabled"]
     readonly_fields = ["instance", "handler", "schedule", "last_run_at", "enabled"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     def save_model(self, request, obj, form, change):
         with refusing():
@@ -78,10 +79,11 @@ class TimerScheduleAdmin(ServiceSaveMixin, ScopedAdmin):
 
 @admin.register(SeenItem)
 class SeenItemAdmin(ScopedAdmin):
-    org_lookups = ("instance__organization",)
     publisher_actions = ()
     closed_to_everyone = ("add", "change")
     list_display = ["item_id", "handler", "instance", "seen_at"]
     list_filter = ["handler"]
     search_fields = ["item_id", "instance__name"]
-    list_select_related = ["instance"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()

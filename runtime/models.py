@@ -11,10 +11,20 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from marketplace.querysets import OrganizationRowsQuerySet
+
 __all__ = ["SeenItem", "TimerSchedule"]
 
 
-class TimerScheduleQuerySet(models.QuerySet):
+class TimerScheduleQuerySet(OrganizationRowsQuerySet):
+    """Timers are the instance's organization's: seen and changed (paused, moved, run now)
+    by its members only."""
+
+    organization_path = "instance__organization"
+
+    def for_listing(self):
+        return self.select_related("instance__organization", "instance__version__integration")
+
     def enabled(self):
         return self.filter(enabled=True)
 
@@ -91,6 +101,15 @@ def format_seconds(seconds: int) -> str:
     return f"{seconds}s"
 
 
+class SeenItemQuerySet(OrganizationRowsQuerySet):
+    """The ids a polling timer remembers are the instance's organization's alone."""
+
+    organization_path = "instance__organization"
+
+    def for_listing(self):
+        return self.select_related("instance__version__integration")
+
+
 class SeenItem(models.Model):
     """An item id a polling timer (a timer with ``emits``) has already posted as an event.
     Bounded per (instance, handler): the oldest ids are forgotten first."""
@@ -99,6 +118,8 @@ class SeenItem(models.Model):
     handler = models.CharField(max_length=120)
     item_id = models.CharField(max_length=255)
     seen_at = models.DateTimeField()
+
+    objects = SeenItemQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -245,3 +245,122 @@ def test_require_visible(world, outsider):
 def test_an_anonymous_user_is_refused_not_crashed(acme):
     with pytest.raises(PermissionDenied):
         create_integration(organization=acme, name="Anonymous", user=AnonymousUser())
+
+
+# --- Fetch and check in one call: another organization's object is not found -------------
+
+
+@pytest.fixture
+def reach(acme, globex):
+    """Acme publishes a public and a private integration; Acme and Globex each install the
+    public one (a device and a run each)."""
+    public = factories.make_integration(acme, name="Public printer")
+    version = factories.make_published(public)
+    private = factories.make_integration(acme, name="Private tool", visibility=Visibility.PRIVATE)
+    factories.make_published(private)
+    rows = {"public": public, "private": private, "version": version}
+    for key, org in (("acme", acme), ("globex", globex)):
+        instance = factories.make_instance(version, org, name=key)
+        rows[f"{key}_instance"] = instance
+        rows[f"{key}_device"] = instance.bindings.first().device
+        rows[f"{key}_run"] = factories.make_run(instance)
+    return SimpleNamespace(**rows)
+
+
+def fetch(reach, what: str, user, write: bool):
+    """Each helper with the key a front door has in hand (a slug, a number, an id)."""
+    if what in {"public", "private"}:
+        return access.get_integration_for(user, getattr(reach, what).slug, write=write)
+    if what == "private_v1":
+        return access.get_version_for(user, reach.private.slug, 1, write=write)
+    if what == "public_v1":
+        return access.get_version_for(user, reach.public.slug, 1, write=write)
+    kind = what.split("_")[1]
+    getter = {"instance": access.get_instance_for, "device": access.get_device_for, "run": access.get_run_for}[kind]
+    return getter(user, getattr(reach, what).pk, write=write)
+
+
+OBJECTS = ["public", "private", "public_v1", "private_v1", "acme_instance", "globex_instance", "acme_device",
+           "globex_device", "acme_run", "globex_run"]
+
+# What each persona reaches, reading and writing; everything else raises NotFound.
+REACH = {
+    None: ({"public", "public_v1"}, set()),
+    "member": ({"public", "private", "public_v1", "private_v1", "acme_instance", "acme_device", "acme_run"},
+               {"acme_instance", "acme_device", "acme_run"}),
+    "publisher": ({"public", "private", "public_v1", "private_v1", "acme_instance", "globex_instance", "acme_device",
+                   "acme_run", "globex_run"},
+                  {"public", "private", "public_v1", "private_v1", "acme_instance", "acme_device", "acme_run"}),
+    "outsider": ({"public", "public_v1", "globex_instance", "globex_device", "globex_run"},
+                 {"globex_instance", "globex_device", "globex_run"}),
+    "admin_user": (set(OBJECTS), set(OBJECTS)),
+}
+
+
+@pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
+@pytest.mark.parametrize("persona", list(REACH), ids=lambda p: p or "anonymous")
+def test_get_for_reaches_what_the_user_may_and_nothing_else(request, reach, persona, write):
+    from marketplace.exceptions import NotFound
+
+    user = request.getfixturevalue(persona) if persona else AnonymousUser()
+    reached = set()
+    for what in OBJECTS:
+        try:
+            fetch(reach, what, user, write)
+        except NotFound:
+            continue
+        reached.add(what)
+    assert reached == REACH[persona][write]
+
+
+def test_get_for_answers_a_missing_and_a_foreign_object_alike(reach, outsider):
+    """Same error, same status and the same words but for the key: nothing tells an
+    object of another organization from one that does not exist."""
+    from marketplace.exceptions import NotFound
+
+    errors = []
+    for pk in (reach.acme_instance.pk, 10**9, "not-a-number"):
+        with pytest.raises(NotFound) as caught:
+            access.get_instance_for(outsider, pk)
+        errors.append(caught.value)
+    assert {e.status_code for e in errors} == {404}
+    assert [e.message.replace(str(pk), "<id>") for e, pk in zip(errors, (reach.acme_instance.pk, 10**9, "not-a-number"))] \
+        == ["no instance <id> among those you may reach"] * 3
+    with pytest.raises(NotFound):
+        access.get_integration_for(outsider, "no-such-slug")
+    with pytest.raises(NotFound):
+        access.get_version_for(outsider, reach.private.slug, 1)
+
+
+def test_get_for_with_no_user_is_a_trusted_caller(reach):
+    assert access.get_instance_for(None, reach.globex_instance.pk, write=True) == reach.globex_instance
+    assert access.get_integration_for(None, reach.private.slug, write=True) == reach.private
+
+
+def test_a_draft_has_no_number_to_fetch(reach, publisher):
+    from marketplace.exceptions import NotFound
+
+    factories.make_draft(reach.public)
+    assert access.get_version_for(publisher, reach.public.slug, 1).number == 1
+    with pytest.raises(NotFound):
+        access.get_version_for(publisher, reach.public.slug, 2)
+
+
+def test_the_api_answers_not_found_with_404(reach, outsider):
+    from marketplace.api.errors import exception_handler
+    from marketplace.exceptions import NotFound
+
+    with pytest.raises(NotFound) as caught:
+        access.get_run_for(outsider, reach.acme_run.pk)
+    response = exception_handler(caught.value, {})
+    assert response.status_code == 404
+    assert response.data == {"non_field_errors": [caught.value.message]}
+
+
+@pytest.mark.parametrize("persona, status", [(None, 404), ("outsider", 404), ("member", 200)])
+def test_the_marketplace_page_of_a_private_integration_is_not_found_for_others(
+    request, client, reach, persona, status
+):
+    if persona:
+        client.force_login(request.getfixturevalue(persona))
+    assert client.get(reach.private.get_absolute_url()).status_code == status

@@ -199,3 +199,34 @@ def test_superuser_manages_categories_and_memberships(client, admin_user, acme, 
     assert page.context["has_change_permission"] is True
     membership_formset = page.context["inline_admin_formsets"][0].formset
     assert [form.instance.user for form in membership_formset.initial_forms] == [publisher]
+
+
+def test_the_console_counts_publishing_memberships_only(client, outsider, acme, catalog):
+    """Oscar publishes for Globex and is a plain member of Acme: the domain lets him see
+    and change Acme's instance (members install and run), the console, being the
+    publishers' tool, still shows him none of Acme's customer-side rows."""
+    from marketplace.models import Instance
+
+    factories.add_member(outsider, acme, Role.MEMBER)
+    assert catalog["acme"]["instance"] in Instance.objects.changeable_by(outsider)
+
+    client.force_login(outsider)
+    for model, key in (("instance", "instance"), ("device", "device"), ("handlerrun", "run"),
+                       ("containerentry", "entry")):
+        assert catalog["acme"][key].pk not in changelist_ids(client, model), model
+        assert client.get(url(f"{model}_change", catalog["acme"][key].pk)).status_code == 404, model
+
+
+def test_the_publisher_of_an_integration_lists_its_customers_instances_and_runs(client, publisher, acme, globex):
+    """What ``Instance.objects.visible_to`` says, the console lists: Globex's instance of
+    Acme's integration is on Acme's publisher's lists, and not changeable there."""
+    version = factories.make_published(factories.make_integration(acme, name="Shared"))
+    customer = factories.make_instance(version, globex, name="Globex of Shared")
+    run = factories.make_run(customer)
+
+    client.force_login(publisher)
+    assert customer.pk in changelist_ids(client, "instance")
+    assert run.pk in changelist_ids(client, "handlerrun")
+    response = client.get(url("instance_change", customer.pk))
+    assert response.status_code == 200
+    assert not response.context["has_change_permission"]

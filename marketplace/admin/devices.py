@@ -13,15 +13,16 @@ from .mixins import ScopedAdmin
 @admin.register(Device)
 class DeviceAdmin(ScopedAdmin):
     form = DeviceForm
-    org_lookups = ("organization",)
     list_display = ["name", "organization", "kind", "target", "secrets", "created_at"]
     list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "base_url"]
-    list_select_related = ["organization"]
     fieldsets = [
         (None, {"fields": ["organization", "name", "kind", "base_url", "dsn"]}),
         ("Secrets (write-only)", {"fields": ["new_credentials", "clear_credentials", "new_headers", "clear_headers"]}),
     ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     @admin.display(description="stored secrets")
     def secrets(self, obj):

@@ -59,8 +59,6 @@ class ResourceBindingInline(ScopedInline, admin.TabularInline):
 @admin.register(Instance)
 class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     form = InstanceForm
-    org_lookups = ("organization", "version__integration__owner")
-    change_org_lookups = ("organization",)
     closed_to_everyone = ("add",)
     list_display = ["name", "organization", "integration", "version_label", "enabled", "state", "last_run_at"]
     list_filter = [
@@ -68,9 +66,11 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
         ("organization", admin.RelatedOnlyFieldListFilter), ("version__integration", admin.RelatedOnlyFieldListFilter),
     ]
     search_fields = ["name", "version__integration__name", "version__integration__description"]
-    list_select_related = ["organization", "version__integration"]
     inlines = [ResourceBindingInline]
     actions = ["enable", "disable", "ping"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return super().get_form(request, obj, change, form=InstanceForm.for_instance(obj), **kwargs)

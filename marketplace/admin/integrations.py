@@ -98,7 +98,6 @@ class AvailabilityFilter(admin.SimpleListFilter):
 @admin.register(Integration)
 class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
     form = IntegrationForm
-    org_lookups = ("owner",)
     list_display = ["thumbnail", "name", "owner", "category", "visibility", "latest_version", "draft_state", "instances"]
     list_display_links = ["thumbnail", "name"]
     list_filter = ["category", HasDraftFilter, AvailabilityFilter, "visibility", ("owner", admin.RelatedOnlyFieldListFilter)]
@@ -106,6 +105,12 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
     inlines = [VersionInline, AttachmentInline]
     actions = ["publish_drafts", "create_drafts", "fork", "delete_integrations"]
     delete_confirmation_template = "admin/marketplace/integration/delete_confirmation.html"
+
+    def visible_rows(self, request, queryset):
+        # The console lists what the user publishes, not what the marketplace shows them.
+        return queryset.editable_by(request.user)
+
+    changeable_rows = visible_rows
 
     def get_queryset(self, request):
         drafts_of = IntegrationVersion.objects.drafts().filter(integration=OuterRef("pk"))

@@ -8,14 +8,13 @@ from django.db.models import Count
 from ..models import ApiEndpoint, ApiField, ApiModel, ApiSchema, Attachment
 from ..services import apischemas, media
 from .forms import ApiSchemaForm, AttachmentForm
-from .mixins import ScopedAdmin, ScopedInline
+from .mixins import PublisherRowsAdmin, ScopedInline
 from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
+class AttachmentAdmin(ServiceSaveMixin, ServiceDeleteMixin, PublisherRowsAdmin):
     form = AttachmentForm
-    org_lookups = ("integration__owner",)
     list_display = ["title", "integration", "filename", "content_type", "size", "uploaded_by", "uploaded_at"]
     list_filter = ["content_type", "integration__category", ("integration__owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title", "integration__name", "integration__description"]
@@ -50,12 +49,11 @@ class EndpointInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(ApiSchema)
-class ApiSchemaAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
+class ApiSchemaAdmin(ServiceSaveMixin, ServiceDeleteMixin, PublisherRowsAdmin):
     """Uploads go through ``services.apischemas.upload_api_schema``, which parses, checks
     and indexes the document; saving again under the same name replaces it."""
 
     form = ApiSchemaForm
-    org_lookups = ("integration__owner",)
     list_display = ["name", "integration", "title", "api_version", "endpoint_count", "uploaded_by", "uploaded_at"]
     list_filter = ["integration__category", ("integration__owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "title", "integration__name", "integration__description"]

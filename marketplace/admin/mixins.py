@@ -2,19 +2,23 @@
 
 Access: a staff user sees the console when they are a superuser or hold a publishing role
 (owner or publisher) in some organization. Django's per-model permissions are not
-consulted, so no grants or data migration are needed; the role is the permission. Each
-admin names the lookups from its model to ``Organization`` that make a row visible
-(``org_lookups``) and, when narrower, changeable (``change_org_lookups``).
+consulted, so no grants or data migration are needed; the role is the permission. Which
+rows a page lists and which it changes are the domain's named queries
+(``marketplace/querysets.py``: ``visible_to``, ``changeable_by``), asked with the
+publishing roles only (``CONSOLE_ROLES``): the console is the publishers' tool, so a plain
+membership opens none of its rows.
 """
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.http import Http404
 
 from .. import access
 from ..exceptions import DomainError
 from ..models import Device, Instance, Integration, IntegrationVersion, Organization
+
+# The memberships that count in the console.
+CONSOLE_ROLES = access.PUBLISHING_ROLES
 
 
 def publishing_org_ids(request) -> frozenset[int]:
@@ -34,34 +38,20 @@ def is_publisher(request) -> bool:
     return user.is_superuser or bool(publishing_org_ids(request))
 
 
-def scoped(request, queryset, lookups: tuple[str, ...]):
-    """``queryset`` narrowed to rows reachable from the user's publishing organizations
-    through any of ``lookups`` (all forward foreign keys, so no duplicate rows)."""
-    if request.user.is_superuser:
-        return queryset
-    if not lookups:
-        return queryset.none()
-    ids = publishing_org_ids(request)
-    condition = Q()
-    for lookup in lookups:
-        condition |= Q(**{f"{lookup}__in": ids})
-    return queryset.filter(condition)
-
-
-# Foreign keys to these models only offer rows of the user's publishing organizations.
-CHOICE_LOOKUPS = {
-    Organization: "pk",
-    Integration: "owner",
-    IntegrationVersion: "integration__owner",
-    Device: "organization",
-    Instance: "organization",
+# Foreign keys to these models only offer the rows the user may change.
+CHOICES = {
+    Organization: lambda user: Organization.objects.visible_to(user, roles=CONSOLE_ROLES),
+    Integration: lambda user: Integration.objects.editable_by(user),
+    IntegrationVersion: lambda user: IntegrationVersion.objects.editable_by(user),
+    Device: lambda user: Device.objects.changeable_by(user, roles=CONSOLE_ROLES),
+    Instance: lambda user: Instance.objects.changeable_by(user, roles=CONSOLE_ROLES),
 }
 
 
 def limit_choices(request, db_field, kwargs: dict) -> dict:
-    lookup = CHOICE_LOOKUPS.get(db_field.related_model)
-    if lookup and not request.user.is_superuser and "queryset" not in kwargs:
-        kwargs["queryset"] = scoped(request, db_field.related_model._default_manager.all(), (lookup,))
+    choices = CHOICES.get(db_field.related_model)
+    if choices and not request.user.is_superuser and "queryset" not in kwargs:
+        kwargs["queryset"] = choices(request.user)
     return kwargs
 
 
@@ -74,24 +64,34 @@ def report(request, error: DomainError, prefix: str = "") -> None:
 class ScopedAdmin(admin.ModelAdmin):
     """Org-scoped querysets, role-based permissions and limited foreign-key choices.
 
+    ``visible_rows`` and ``changeable_rows`` name the domain's queries a page starts from
+    (the model's ``visible_to`` and ``changeable_by`` unless overridden).
     ``publisher_actions`` lists what a non-superuser publisher may do beyond viewing
     (``add``, ``change``, ``delete``); superusers may do all of it except what
     ``closed_to_everyone`` names.
     """
 
-    org_lookups: tuple[str, ...] = ()
-    change_org_lookups: tuple[str, ...] | None = None
     publisher_actions: tuple[str, ...] = ("add", "change", "delete")
     closed_to_everyone: tuple[str, ...] = ()
+    # Lists preload what their rows show through their queryset's ``for_listing()`` (in
+    # ``get_queryset``), so the number of queries stays constant however long they get;
+    # Django's own guess (every foreign key, five levels deep) is not asked for.
+    list_select_related: tuple[str, ...] | list[str] = ()
     # False for marketplace-wide rows (categories) that every publisher sees.
     belongs_to_organizations = True
 
     class Media:
         css = {"all": ["css/admin.css"]}
 
+    def visible_rows(self, request, queryset):
+        return queryset.visible_to(request.user, roles=CONSOLE_ROLES)
+
+    def changeable_rows(self, request, queryset):
+        return queryset.changeable_by(request.user, roles=CONSOLE_ROLES)
+
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        return scoped(request, queryset, self.org_lookups) if self.belongs_to_organizations else queryset
+        return self.visible_rows(request, queryset) if self.belongs_to_organizations else queryset
 
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
@@ -100,13 +100,15 @@ class ScopedAdmin(admin.ModelAdmin):
             raise Http404(f"No {self.opts.verbose_name} with id {object_id} in your organizations.")
         return obj
 
-    def in_scope(self, request, obj, lookups) -> bool:
+    def in_scope(self, request, obj, change: bool) -> bool:
         if request.user.is_superuser or not self.belongs_to_organizations:
             return True
         cache = request.__dict__.setdefault("_junction_scope_cache", {})
-        key = (self.model, obj.pk, lookups)
+        key = (self.model, obj.pk, change)
         if key not in cache:
-            cache[key] = scoped(request, self.model._default_manager.filter(pk=obj.pk), lookups).exists()
+            rows = self.model._default_manager.filter(pk=obj.pk)
+            rows = self.changeable_rows(request, rows) if change else self.visible_rows(request, rows)
+            cache[key] = rows.exists()
         return cache[key]
 
     def may(self, request, operation: str, obj=None) -> bool:
@@ -116,8 +118,7 @@ class ScopedAdmin(admin.ModelAdmin):
             return False
         if obj is None:
             return True
-        lookups = self.org_lookups if operation == "view" else (self.change_org_lookups or self.org_lookups)
-        return self.in_scope(request, obj, lookups)
+        return self.in_scope(request, obj, change=operation != "view")
 
     def has_module_permission(self, request):
         return is_publisher(request)
@@ -136,6 +137,16 @@ class ScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         return super().formfield_for_foreignkey(db_field, request, **limit_choices(request, db_field, kwargs))
+
+
+class PublisherRowsAdmin(ScopedAdmin):
+    """Rows of the publisher's side (what hangs off an integration): listed and changed
+    alike, for the integration's own publishers."""
+
+    def visible_rows(self, request, queryset):
+        return queryset.changeable_by(request.user)
+
+    changeable_rows = visible_rows
 
 
 class ScopedInline:

@@ -18,7 +18,6 @@ class MembershipInline(ScopedInline, admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(ScopedAdmin):
-    org_lookups = ("pk",)
     publisher_actions = ()
     list_display = ["name", "slug", "members", "created_at"]
     search_fields = ["name", "slug"]

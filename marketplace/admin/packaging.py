@@ -18,17 +18,16 @@ from ..models import ApiEndpoint, ApiField, ApiModel, IntegrationVersion
 from ..packaging.diffs import diff_versions
 from ..packaging.validation import validate_version
 from ..services.packages import export_filename, export_version
-from .mixins import ScopedAdmin, ScopedInline, report
+from .mixins import PublisherRowsAdmin, ScopedInline, report
 
 READ_ONLY = ("add", "change", "delete")
 
 
 @admin.register(ApiEndpoint)
-class ApiEndpointAdmin(ScopedAdmin):
+class ApiEndpointAdmin(PublisherRowsAdmin):
     """Every indexed operation of the uploaded API documents: find ``/orders/{id}`` or
     ``createOrder`` across an organization's integrations."""
 
-    org_lookups = ("schema__integration__owner",)
     closed_to_everyone = READ_ONLY
     list_display = ["method", "path", "operation_id", "summary", "schema", "integration"]
     list_filter = ["method", ("schema__integration", admin.RelatedOnlyFieldListFilter)]
@@ -51,10 +50,9 @@ class ApiFieldInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(ApiModel)
-class ApiModelAdmin(ScopedAdmin):
+class ApiModelAdmin(PublisherRowsAdmin):
     """The models (schemas) of the uploaded API documents, searchable by field too."""
 
-    org_lookups = ("schema__integration__owner",)
     closed_to_everyone = READ_ONLY
     list_display = ["name", "schema", "integration", "field_names"]
     list_filter = [("schema__integration", admin.RelatedOnlyFieldListFilter)]

@@ -16,7 +16,7 @@ from .. import access
 from ..exceptions import DomainError
 from ..models import CacheEntry, ContainerEntry, HandlerRun, Instance
 from .instances import shows_instance_data, withheld_note
-from .mixins import ScopedAdmin, report, scoped
+from .mixins import CONSOLE_ROLES, ScopedAdmin, report
 from .pagination import EstimatedCountPaginator
 
 
@@ -34,16 +34,13 @@ class InstanceOrganizationFilter(admin.RelatedOnlyFieldListFilter):
     instances: listing those that have runs would scan the whole run history."""
 
     def field_choices(self, field, request, model_admin):
-        lookups = tuple(lookup.removeprefix("instance__") for lookup in model_admin.org_lookups)
-        organizations = scoped(request, Instance.objects.all(), lookups).values("organization")
+        organizations = Instance.objects.visible_to(request.user, roles=CONSOLE_ROLES).values("organization")
         ordering = self.field_admin_ordering(field, request, model_admin)
         return field.get_choices(include_blank=False, limit_choices_to={"pk__in": organizations}, ordering=ordering)
 
 
 @admin.register(HandlerRun)
 class HandlerRunAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("instance__organization", "instance__version__integration__owner")
-    change_org_lookups = ("instance__organization",)
     list_display = ["__str__", "instance_name", "handler", "trigger", "status", "attempt", "created_at", "duration_ms"]
     # At millions of runs (docs/operations.md): no date hierarchy (it lists the distinct
     # days of every matching run), counts estimated past 10,000, and each run's instance
@@ -52,11 +49,13 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
                    ("instance__organization", InstanceOrganizationFilter)]
     # Error messages are searched in get_search_results, only where they are shown.
     search_fields = ["handler", "instance__name"]
-    list_select_related = ["instance"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     detail_fields = ["error_message", "error_file", "error_line", "input_display", "result_display", "logs_display"]
     actions = ["replay"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     def get_fieldsets(self, request, obj=None):
         if obj is None or shows_instance_data(request, obj.instance):
@@ -109,13 +108,14 @@ class HandlerRunAdmin(ReadOnlyRowsAdmin):
 
 @admin.register(ContainerEntry)
 class ContainerEntryAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("instance__organization",)
     list_display = ["container", "key", "instance", "updated_at"]
     list_filter = ["container", ("instance__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["container", "key", "instance__name"]
-    list_select_related = ["instance"]
     fields = ["instance", "container", "key", "value_display", "updated_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     @admin.display(description="value")
     def value_display(self, obj):
@@ -124,13 +124,14 @@ class ContainerEntryAdmin(ReadOnlyRowsAdmin):
 
 @admin.register(CacheEntry)
 class CacheEntryAdmin(ReadOnlyRowsAdmin):
-    org_lookups = ("organization",)
     list_display = ["key", "organization", "instance", "expires_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["key", "instance__name"]
-    list_select_related = ["organization", "instance"]
     fields = ["organization", "instance", "key", "value_display", "expires_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_listing()
 
     @admin.display(description="value")
     def value_display(self, obj):

@@ -20,7 +20,7 @@ from ..packaging.validation import validate_version
 from ..services import drafts as draft_service
 from ..services import publishing
 from .forms import DraftForm, PublishForm
-from .mixins import ScopedAdmin, ScopedInline, report
+from .mixins import PublisherRowsAdmin, ScopedInline, report
 from .packaging import version_tools, version_urls
 from .pages import render_action_page
 from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
@@ -72,9 +72,8 @@ class InstanceInline(ScopedInline, admin.TabularInline):
 
 
 @admin.register(IntegrationVersion)
-class IntegrationVersionAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
+class IntegrationVersionAdmin(ServiceSaveMixin, ServiceDeleteMixin, PublisherRowsAdmin):
     form = DraftForm
-    org_lookups = ("integration__owner",)
     # Drafts are opened from their integration ("Create draft"), never added blank.
     closed_to_everyone = ("add",)
     list_display = ["integration", "label", "state", "available", "published_at", "published_by", "instance_count"]

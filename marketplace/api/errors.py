@@ -1,4 +1,4 @@
-"""Maps domain errors to HTTP: 400/403/409 with ``{field: [messages]}``."""
+"""Maps domain errors to HTTP: 400/403/404/409 with ``{field: [messages]}``."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from ..querysets import ApiPartQuerySet
+
 
 class ApiEndpoint(models.Model):
     """One operation of an uploaded API document: ``GET /orders/{id}``. Rebuilt whenever the
@@ -13,6 +15,8 @@ class ApiEndpoint(models.Model):
     operation_id = models.CharField("operationId", max_length=200, blank=True)
     summary = models.CharField(max_length=500, blank=True)
     parameters = models.JSONField(default=list, blank=True, help_text="[{name, in, required, type, description}]")
+
+    objects = ApiPartQuerySet.as_manager()
 
     class Meta:
         ordering = ["schema", "path", "method"]
@@ -31,6 +35,8 @@ class ApiModel(models.Model):
     schema = models.ForeignKey("marketplace.ApiSchema", on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+
+    objects = ApiPartQuerySet.as_manager()
 
     class Meta:
         ordering = ["schema", "name"]

@@ -6,6 +6,7 @@ from django.db import models
 
 from ..choices import ResourceKind
 from ..fields import EncryptedJSONField, EncryptedTextField
+from ..querysets import DeviceQuerySet
 from ..validators import masked_dsn, validate_device_base_url, validate_device_dsn
 
 
@@ -31,6 +32,8 @@ class Device(models.Model):
     credentials = EncryptedJSONField(help_text="Secrets such as username/password or token; encrypted at rest.")
     headers = EncryptedJSONField(help_text="Headers sent with every HTTP request; encrypted at rest.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeviceQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization", "name"]

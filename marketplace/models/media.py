@@ -6,6 +6,7 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import models
 
+from ..querysets import ApiSchemaQuerySet, AttachmentQuerySet
 from ..storages import private_storage
 
 
@@ -29,6 +30,8 @@ class Attachment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AttachmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["integration", "title"]
@@ -56,6 +59,8 @@ class ApiSchema(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
     )
     uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ApiSchemaQuerySet.as_manager()
 
     class Meta:
         ordering = ["integration", "name"]

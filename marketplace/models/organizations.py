@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from ..choices import Role
+from ..querysets import OrganizationQuerySet
 
 
 class Organization(models.Model):
@@ -13,6 +14,8 @@ class Organization(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=120, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

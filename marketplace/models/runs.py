@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from ..choices import RunStatus, Trigger
+from ..querysets import RunQuerySet
 
 
 class HandlerRun(models.Model):
@@ -38,6 +39,8 @@ class HandlerRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

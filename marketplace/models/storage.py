@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from ..querysets import CacheEntryQuerySet, ContainerEntryQuerySet
+
 
 class ContainerEntry(models.Model):
     """One value in an instance's data containers (``ctx.integration.containers*``):
@@ -15,6 +17,8 @@ class ContainerEntry(models.Model):
     # Bytes charged to the instance's storage quota (runtime.stores.entry_size).
     size = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContainerEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["instance", "container", "key"]
@@ -42,6 +46,8 @@ class CacheEntry(models.Model):
     # Bytes charged to the instance's or the tenant's storage quota (runtime.stores.entry_size).
     size = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CacheEntryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "cache entries"
