@@ -7,9 +7,8 @@ timers for ``--minutes``; then checks that nothing fell over and prints figures.
 
 Uses a data directory of its own (a temporary folder: database, broker, logs) and a free port;
 DATABASE_URL and CELERY_BROKER_URL are ignored. Set-up: migrate, the demo catalog (its
-pretend devices answer on port 8000 only, so its device calls may fail: those runs still
-finish), and ``--instances`` instances of a soak integration, each with a 10-second timer and
-an event handler. Then, for ``--minutes``, events are posted to the instances' webhooks in
+pretend devices are the web server on that port, JUNCTION_PORT), and ``--instances``
+instances of a soak integration, each with a 10-second timer and an event handler. Then, for ``--minutes``, events are posted to the instances' webhooks in
 turn at ``--rate`` per second while the timers fire. ``--kill-pool-every`` also kills a
 worker pool process now and then (SIGKILL), as a memory limit or a crash would.
 

@@ -46,6 +46,9 @@ if PROFILE not in {"development", "production"}:
 
 # Everything the embedded default writes (database, broker queue, uploads) lives here.
 DATA_DIR = Path(env("JUNCTION_DATA_DIR", str(BASE_DIR / "var")))
+# Where the demo's pretend devices answer (marketplace/demo/views.py): the web server that
+# make run starts, on JUNCTION_PORT (Procfile.dev).
+JUNCTION_DEMO_BASE_URL = env("JUNCTION_DEMO_BASE_URL", f"http://127.0.0.1:{env('JUNCTION_PORT', '8000')}").rstrip("/")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)

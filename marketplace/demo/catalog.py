@@ -11,6 +11,7 @@ import io
 import sqlite3
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
@@ -187,10 +188,11 @@ class DemoLoader:
 
     def devices(self, org):
         demo_erp_database(org)
+        base = settings.JUNCTION_DEMO_BASE_URL
         specs = [
             ("Demo ERP database", ResourceKind.SQL, {"dsn": f"sqlite:///{DEMO_ERP_FILE}"}),
-            ("Front-desk printer", ResourceKind.HTTP, {"base_url": "http://127.0.0.1:8000/demo/printer/"}),
-            ("Team chat", ResourceKind.HTTP, {"base_url": "http://127.0.0.1:8000/demo/chat/",
+            ("Front-desk printer", ResourceKind.HTTP, {"base_url": f"{base}/demo/printer/"}),
+            ("Team chat", ResourceKind.HTTP, {"base_url": f"{base}/demo/chat/",
                                               "credentials": {"token": "demo-chat-token"}}),
         ]
         devices = {}
