@@ -338,6 +338,10 @@ JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
 JUNCTION_HOUSEKEEPING_EVERY_SECONDS = 3600
 JUNCTION_RUN_RETENTION_DAYS = env_int("JUNCTION_RUN_RETENTION_DAYS", 30)
 JUNCTION_REQUEUE_AFTER_SECONDS = 900  # a queued run never picked up by then lost its message
+# An install, upgrade or uninstall whose lifecycle handlers began this long ago lost its
+# process (each handler ends within JUNCTION_RUNTIME_MAX_TIMEOUT_MS plus the kill margin):
+# housekeeping fails the install, rolls the upgrade back or finishes the uninstall.
+JUNCTION_LIFECYCLE_STALL_SECONDS = env_int("JUNCTION_LIFECYCLE_STALL_SECONDS", 900)
 
 # --- Runtime: the Lua sandbox and ctx (runtime/sandbox.py, limits.py, ctx.py) -----------------
 # A handler's manifest `limits` (timeoutMs, memoryMb, instructions) are capped by the maxima;

@@ -71,6 +71,7 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     list_select_related = ["organization", "version__integration"]
     inlines = [ResourceBindingInline]
     actions = ["enable", "disable", "ping"]
+    delete_in_transaction = False  # uninstall handlers run outside any transaction
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return super().get_form(request, obj, change, form=InstanceForm.for_instance(obj), **kwargs)
