@@ -383,17 +383,14 @@ def _write_upgrade(*, instance, version, config, bindings, user) -> tuple[Instan
     kept = {alias: device for alias, device in bound.items() if alias in version.resources}
     resolved = _resolve_bindings(version, instance.organization, {**kept, **(bindings or {})})
     previous = instance.version
-    pending = PendingUpgrade(
-        instance=instance, previous_version=previous, previous_config=instance.config,
-        previous_secret_config=instance.secret_config,
-        previous_bindings={alias: device.pk for alias, device in bound.items()},
-    )
+    back = {"previous_version": previous, "previous_config": instance.config,
+            "previous_secret_config": instance.secret_config,
+            "previous_bindings": {alias: device.pk for alias, device in bound.items()}}
     instance.version, instance.config, instance.secret_config = version, plain, secret
     if _has_handlers(instance, "upgrade"):
         _set_state(instance, InstanceState.UPGRADING)
-        PendingUpgrade.objects.filter(instance=instance).delete()
-        pending.save()
         instance.save()
+        PendingUpgrade.objects.update_or_create(instance=instance, defaults=back)
         # Aliases the new version drops stay bound until it is active: a roll-back needs their devices.
         for alias, device in resolved.items():
             ResourceBinding.objects.update_or_create(instance=instance, alias=alias, defaults={"device": device})
@@ -492,12 +489,14 @@ def settle_stalled_instances(*, now=None) -> int:
     stalled = Instance.objects.filter(state__in=TRANSITIONAL_STATES).filter(
         Q(state_changed_at__lt=cutoff) | Q(state_changed_at__isnull=True)
     )
-    why = "did not finish: the process running its handlers stopped before they were done"
+    why = "the process running its handlers stopped before they were done"
     settled = 0
     for pk, state in stalled.values_list("pk", "state"):
         if state in (InstanceState.INSTALLING, InstanceState.UPGRADING):
-            undo = _fail_install if state == InstanceState.INSTALLING else _roll_back_upgrade
-            left = undo(Instance(pk=pk), f"the install {why}" if state == InstanceState.INSTALLING else why)
+            if state == InstanceState.INSTALLING:
+                left = _fail_install(Instance(pk=pk), f"the install did not finish: {why}")
+            else:
+                left = _roll_back_upgrade(Instance(pk=pk), why)
             settled += left is not None and left.state not in TRANSITIONAL_STATES
         else:
             with transaction.atomic():
