@@ -24,8 +24,22 @@ class ResourceKind(models.TextChoices):
 
 
 class InstanceState(models.TextChoices):
+    """Where an instance is in its life. Lifecycle handlers run outside any transaction
+    (``services.installs``), so the moments they run in are states of their own."""
+
     ACTIVE = "active", "Active"
     FAILING = "failing", "Failing"
+    INSTALLING = "installing", "Installing"
+    UPGRADING = "upgrading", "Upgrading"
+    UNINSTALLING = "uninstalling", "Uninstalling"
+    FAILED = "failed", "Install failed"
+
+
+# The states in which an instance's timers fire and its events are taken: installed and
+# not in the middle of a lifecycle moment.
+LIVE_STATES = (InstanceState.ACTIVE, InstanceState.FAILING)
+# The moments whose handlers may be running: an instance stays in one only while they do.
+TRANSITIONAL_STATES = (InstanceState.INSTALLING, InstanceState.UPGRADING, InstanceState.UNINSTALLING)
 
 
 class RunStatus(models.TextChoices):

@@ -363,6 +363,10 @@ JUNCTION_RUN_PRUNE_BATCH = env_int("JUNCTION_RUN_PRUNE_BATCH", 5000)
 JUNCTION_RUN_PRUNE_PAUSE_MS = env_int("JUNCTION_RUN_PRUNE_PAUSE_MS", 100)
 JUNCTION_RUN_PRUNE_MAX_SECONDS = env_int("JUNCTION_RUN_PRUNE_MAX_SECONDS", 60)
 JUNCTION_REQUEUE_AFTER_SECONDS = 900  # a queued run never picked up by then lost its message
+# An install, upgrade or uninstall whose lifecycle handlers began this long ago lost its
+# process (each handler ends within JUNCTION_RUNTIME_MAX_TIMEOUT_MS plus the kill margin):
+# housekeeping fails the install, rolls the upgrade back or finishes the uninstall.
+JUNCTION_LIFECYCLE_STALL_SECONDS = env_int("JUNCTION_LIFECYCLE_STALL_SECONDS", 900)
 
 # --- Runtime: the Lua sandbox and ctx (runtime/sandbox.py, limits.py, ctx.py) -----------------
 # A handler's manifest `limits` (timeoutMs, memoryMb, instructions) are capped by the maxima;

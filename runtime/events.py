@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from marketplace import jsonvalues
-from marketplace.choices import Trigger
-from marketplace.exceptions import InvalidInput
+from marketplace.choices import LIVE_STATES, InstanceState, Trigger
+from marketplace.exceptions import Conflict, InvalidInput
 from marketplace.models import HandlerRun, Instance
 
 from .models import SeenItem
@@ -27,6 +27,17 @@ from .runs import enqueue_runs, queue_rooms, require_queue_room
 log = logging.getLogger(__name__)
 
 EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+class NotLive(Conflict):
+    """The instance is not taking events now: a lifecycle moment of it is running, or its
+    install failed. Nothing was queued."""
+
+    code = "not_live"
+
+    def __init__(self, name: str, state: str):
+        label = InstanceState(state).label.lower() if state else "uninstalled"
+        super().__init__(f"{name} takes no events while it is {label}", field="instance")
 
 
 def validate_event_name(event) -> str:
@@ -56,7 +67,9 @@ def _event_runs(instance: Instance, event: str, payload) -> list[HandlerRun]:
 def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerRun]:
     """Queue one run per event handler of ``instance`` for ``event``, each with input
     ``{"event": event, "payload": payload}``. A disabled instance, or an event no handler
-    listens to, queues nothing (an empty list). Raises InvalidInput for a bad event name
+    listens to, queues nothing (an empty list). An instance being installed, upgraded or
+    uninstalled, or whose install failed, takes no events: NotLive (a Conflict), so the
+    sender can try again. Raises InvalidInput for a bad event name
     or a payload the platform cannot store (``jsonvalues.check_value``), QuotaExceeded
     (``queue_full``) when the instance's queue has no room for the runs."""
     validate_event_name(event)
@@ -65,8 +78,11 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
     except jsonvalues.JSONRefused as exc:
         raise InvalidInput(f"the payload is not valid JSON: {exc.message}", field="payload") from None
     # The stored flag, not the caller's copy: a disable that committed since must win.
-    if not Instance.objects.filter(pk=instance.pk, enabled=True).exists():
+    enabled, state = Instance.objects.filter(pk=instance.pk).values_list("enabled", "state").first() or (False, "")
+    if not enabled:
         return []
+    if state not in LIVE_STATES:
+        raise NotLive(instance.name, state)
     runs = _event_runs(instance, event, payload)
     require_queue_room(instance=instance, adding=len(runs))
     return enqueue_runs(runs)
@@ -112,8 +128,8 @@ def post_polled_items(run: HandlerRun) -> list[HandlerRun]:
     new_ids = [item_id for item_id in fresh if item_id not in known]
     if not new_ids:
         return []
-    # The stored flag, as post_event reads it: items of a disabled instance wait too.
-    if not Instance.objects.filter(pk=run.instance_id, enabled=True).exists():
+    # The stored flag, as post_event reads it: items of a disabled (or not live) instance wait too.
+    if not Instance.objects.filter(pk=run.instance_id, enabled=True, state__in=LIVE_STATES).exists():
         return []
     new_ids = _within_caps(run, new_ids, per_item=len(event_handlers(run.instance, event)))
     now = timezone.now()

@@ -1,15 +1,23 @@
 """Lifecycle handlers: ``install``, ``uninstall``, ``upgrade`` and ``ping`` run
 synchronously (``runtime.execution.run_now``) at those moments, called by the install
-services. A failing ``install`` or ``upgrade`` handler raises LifecycleFailed, which
-rolls the surrounding install/upgrade transaction back; a failing ``uninstall`` is
-logged and the instance is removed anyway (a broken integration must stay removable).
+services (``marketplace.services.installs``) and the console's ping.
+
+A handler may wait on a device for up to a minute, so it never runs inside a transaction:
+``run_lifecycle`` refuses to start while one is open. The services commit the instance's
+new state first (``installing``, ``upgrading``, ``uninstalling``), run the handlers, then
+finish or undo the moment in a transaction of its own. A failing ``install`` or
+``upgrade`` handler raises LifecycleFailed; a failing ``uninstall`` is logged and the
+instance is removed anyway (a broken integration must stay removable).
 """
 from __future__ import annotations
 
 import logging
 
-from marketplace.choices import RunStatus, Trigger
-from marketplace.exceptions import DomainError
+from django.db import connection
+
+from marketplace import access
+from marketplace.choices import LIVE_STATES, InstanceState, RunStatus, Trigger
+from marketplace.exceptions import Conflict, DomainError
 from marketplace.models import HandlerRun, Instance
 
 log = logging.getLogger(__name__)
@@ -19,18 +27,27 @@ MOMENTS = ("install", "uninstall", "upgrade", "ping")
 
 class LifecycleFailed(DomainError):
     """A lifecycle handler failed; the operation that ran it was not done. Carries the
-    run's error code and message (and the run, unsaved if the transaction rolled back)."""
+    run's error code and message, the run (saved: the customer sees it in the instance's
+    runs) and, once the service has recorded the failure, the ``instance`` as left."""
 
     status_code = 409
 
     def __init__(self, run: HandlerRun, moment: str):
         self.run = run
+        self.moment = moment
+        self.instance: Instance | None = None
         self.code = run.error_code or "failed"
         where = f" ({run.error_file}:{run.error_line})" if run.error_file and run.error_line else ""
         super().__init__(
             f"the {moment} handler {run.handler!r} failed: {self.code}: {run.error_message}{where}",
             field="__all__",
         )
+
+
+def in_transaction() -> bool:
+    """Whether the caller holds a transaction open on the default database. The one a test
+    case wraps each test in is not the caller's (Django marks it ``_from_testcase``)."""
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
 def lifecycle_handlers(instance: Instance, moment: str) -> list[str]:
@@ -41,11 +58,16 @@ def lifecycle_handlers(instance: Instance, moment: str) -> list[str]:
 
 
 def run_lifecycle(*, instance: Instance, moment: str, input: dict | None = None, raise_on_failure: bool = True) -> list[HandlerRun]:
-    """Run every ``moment`` handler of ``instance`` now, in name order. With
-    ``raise_on_failure`` the first failure raises LifecycleFailed."""
+    """Run every ``moment`` handler of ``instance`` now, in name order, each run committed
+    as it goes. With ``raise_on_failure`` the first failure raises LifecycleFailed.
+    Raises RuntimeError when called inside a transaction: a handler waiting on a device
+    would hold its locks (on SQLite, the whole database's write lock) all that time."""
     assert moment in MOMENTS, moment
+    names = lifecycle_handlers(instance, moment)
+    if names and in_transaction():
+        raise RuntimeError(f"{moment} handlers must not run inside a transaction: commit first")
     runs = []
-    for name in lifecycle_handlers(instance, moment):
+    for name in names:
         from .execution import run_now
 
         run = run_now(instance=instance, handler=name, input=input or {}, trigger=Trigger.LIFECYCLE)
@@ -59,8 +81,11 @@ def run_lifecycle(*, instance: Instance, moment: str, input: dict | None = None,
 
 def ping_instance(*, instance: Instance, user=None) -> list[HandlerRun]:
     """Run the instance's ``ping`` handlers (a health check); failures are reported in the
-    returned runs, not raised."""
-    from marketplace import access
-
+    returned runs, not raised. An instance being installed, upgraded or uninstalled, or
+    whose install failed, is not pinged (Conflict)."""
     access.require_role(user, instance.organization)
+    state = Instance.objects.filter(pk=instance.pk).values_list("state", flat=True).first()
+    if state not in LIVE_STATES:
+        label = InstanceState(state).label.lower() if state else "uninstalled"
+        raise Conflict(f"{instance.name} cannot be pinged: it is {label}", field="instance")
     return run_lifecycle(instance=instance, moment="ping", raise_on_failure=False)

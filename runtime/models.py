@@ -51,7 +51,7 @@ class TimerSchedule(models.Model):
     timezone = models.CharField(max_length=64, default="UTC")
     next_run_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True)
-    # ``enabled`` is derived (instance enabled and not paused) and is what the dispatcher's
+    # ``enabled`` is derived (instance enabled and live, timer not paused) and is what the dispatcher's
     # partial index reads; ``paused`` is the one timer switched off by hand.
     enabled = models.BooleanField(default=True, editable=False)
     paused = models.BooleanField(

@@ -128,11 +128,15 @@ def require_queue_room(*, instance: Instance, adding: int) -> None:
 def enqueue_run(*, instance: Instance, handler: str, trigger: str, input: dict | None = None,
                 first_run: HandlerRun | None = None, attempt: int = 1, idempotency_key: str | None = None,
                 countdown: float | None = None) -> HandlerRun:
-    """Queue one run of ``handler``. Refuses unknown handlers and disabled instances."""
+    """Queue one run of ``handler``. Refuses unknown handlers, disabled instances and
+    instances not live (installing, upgrading, uninstalling, install failed)."""
     if handler not in instance.version.handlers:
         raise InvalidInput(f"{instance.version} has no handler {handler!r}", field="handler")
     if not instance.enabled:
         raise Conflict(f"{instance.name} is disabled: its handlers do not run", field="instance")
+    if not instance.runs_handlers:
+        raise Conflict(f"{instance.name} is {instance.get_state_display().lower()}: its handlers do not run now",
+                       field="instance")
     run = HandlerRun(
         instance=instance, handler=handler, trigger=trigger, input=input or {},
         first_run=first_run, attempt=attempt, idempotency_key=idempotency_key,

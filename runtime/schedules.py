@@ -163,7 +163,7 @@ def timer_handlers(instance: Instance) -> dict[str, dict]:
 
 def sync_schedules(instance: Instance, *, now: datetime | None = None) -> list[TimerSchedule]:
     """Make the instance's TimerSchedule rows match its version's timer handlers and its
-    enabled flag: rows for removed handlers go, new handlers get rows, a changed schedule or
+    enabled flag and state (``Instance.runs_handlers``): rows for removed handlers go, new handlers get rows, a changed schedule or
     a re-enable moves ``next_run_at`` to the next slot after now. Called by the install
     services (install, reconfigure, upgrade, enable/disable) inside their transaction;
     uninstall and delete cascade. Raises InvalidInput for a schedule that does not parse.
@@ -189,9 +189,10 @@ def sync_schedules(instance: Instance, *, now: datetime | None = None) -> list[T
             row = TimerSchedule(instance=instance, handler=name, enabled=instance.enabled)
             changed = True
         else:
-            changed = schedule != schedule_of(row) or (instance.enabled and not row.paused and not row.enabled)
+            changed = schedule != schedule_of(row) or (instance.runs_handlers and not row.paused and not row.enabled)
         row.every_seconds, row.cron, row.timezone = schedule.every_seconds, schedule.cron, schedule.timezone
-        row.enabled = instance.enabled and not row.paused
+        # Held (disabled) while the instance is installing, upgrading or uninstalling.
+        row.enabled = instance.runs_handlers and not row.paused
         if changed:
             row.next_run_at = next_slot(row, now)
         row.save()
@@ -218,7 +219,7 @@ def update_timer(
     resumed = paused is False and row.paused
     if paused is not None:
         row.paused = paused
-    row.enabled = row.instance.enabled and not row.paused
+    row.enabled = row.instance.runs_handlers and not row.paused
     if next_run_at is not None:
         row.next_run_at = next_run_at
     elif resumed:

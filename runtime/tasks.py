@@ -158,10 +158,12 @@ def dispatch_timers() -> int:
 @shared_task(name="runtime.tasks.housekeeping", ignore_result=True)
 def housekeeping() -> dict:
     """Prune old runs, purge expired cache entries, fail runs whose worker vanished,
-    re-send queued runs whose message was lost, delete stored files no row refers to."""
+    re-send queued runs whose message was lost, delete stored files no row refers to,
+    finish installs, upgrades and uninstalls whose process died mid-way."""
     from django.utils import timezone
 
     from marketplace.models import CacheEntry
+    from marketplace.services.installs import settle_stalled_instances
     from marketplace.services.media import sweep_orphan_files
 
     done = {
@@ -170,6 +172,7 @@ def housekeeping() -> dict:
         "stale_failed": runs.fail_stale_runs(),
         "requeued": runs.requeue_stranded_runs(),
         "orphan_files_removed": len(sweep_orphan_files()),
+        "stalled_instances_settled": settle_stalled_instances(),
     }
     log.info("housekeeping: %s", done)
     return done

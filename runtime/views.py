@@ -11,7 +11,7 @@ from marketplace import jsonvalues
 from marketplace.exceptions import InvalidInput, QuotaExceeded
 from marketplace.models import Instance
 
-from .events import post_event
+from .events import NotLive, post_event
 
 WEBHOOK_RETRY_AFTER_SECONDS = 30
 
@@ -29,7 +29,8 @@ def webhook(request, token: str, event: str):
     a body that is not JSON the platform accepts (``marketplace.jsonvalues``: no NaN or
     Infinity, no lone surrogates or NUL, no duplicate keys, nesting at most
     JUNCTION_JSON_MAX_DEPTH); 429 (code ``queue_full``, with Retry-After) when the
-    instance's queue is full; 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
+    instance's queue is full; 409 (code ``not_live``, with Retry-After) while the instance
+    is being installed, upgraded or uninstalled, or after its install failed; 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
     is a null payload. A disabled instance accepts the event and queues nothing.
     Refusals are ``{"error": {"code", "message"}}`` and queue nothing."""
     instance = Instance.objects.select_related("version").filter(webhook_token=token).first()
@@ -50,6 +51,10 @@ def webhook(request, token: str, event: str):
         runs = post_event(instance=instance, event=event, payload=payload)
     except InvalidInput as exc:
         return refusal(400, "invalid", exc.message, exc.errors)
+    except NotLive as exc:  # being installed, upgraded or uninstalled: the sender should retry later
+        response = refusal(409, exc.code, exc.message)
+        response["Retry-After"] = str(WEBHOOK_RETRY_AFTER_SECONDS)
+        return response
     except QuotaExceeded as exc:  # the instance's queue is full: the sender should retry later
         response = refusal(429, exc.code, exc.message)
         response["Retry-After"] = str(WEBHOOK_RETRY_AFTER_SECONDS)

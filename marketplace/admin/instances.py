@@ -68,6 +68,7 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
     search_fields = ["name", "version__integration__name", "version__integration__description"]
     inlines = [ResourceBindingInline]
     actions = ["enable", "disable", "ping"]
+    delete_in_transaction = False  # uninstall handlers run outside any transaction
 
     def get_queryset(self, request):
         return super().get_queryset(request).for_listing()

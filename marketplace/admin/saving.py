@@ -95,6 +95,9 @@ class ServiceDeleteMixin:
     it. A bulk delete reports each refusal and goes on with the rest."""
 
     delete_select_related: tuple[str, ...] = ()
+    # False when the service commits steps of its own (uninstalling runs handlers, which
+    # must not run inside a transaction): the admin's wrapping transaction is left out.
+    delete_in_transaction = True
 
     def delete_with_service(self, request, obj) -> None:
         raise NotImplementedError
@@ -111,7 +114,9 @@ class ServiceDeleteMixin:
         from .mixins import report
 
         try:
-            return super().delete_view(request, object_id, extra_context)
+            if self.delete_in_transaction:
+                return super().delete_view(request, object_id, extra_context)
+            return self._delete_view(request, object_id, extra_context)
         except DomainError as exc:
             report(request, exc)
             opts = self.model._meta

@@ -117,16 +117,18 @@ class DemoLoader:
     def note(self, text: str) -> None:
         self.created.append(text)
 
-    @transaction.atomic
     def load(self) -> list[str]:
-        orgs = {slug: self.organization(name, slug) for name, slug in ORGANIZATIONS}
-        for username, password, staff, superuser, memberships in USERS:
-            self.user(username, password, staff, superuser, [(orgs[o], r) for o, r in memberships])
-        categories = {slug: self.category(i, name, slug, text) for i, (name, slug, text) in enumerate(CATEGORIES)}
-        integrations = {}
-        for spec in INTEGRATIONS:
-            integrations[spec[0]] = self.integration(spec, orgs, categories)
-        devices = self.devices(orgs["acme"])
+        with transaction.atomic():
+            orgs = {slug: self.organization(name, slug) for name, slug in ORGANIZATIONS}
+            for username, password, staff, superuser, memberships in USERS:
+                self.user(username, password, staff, superuser, [(orgs[o], r) for o, r in memberships])
+            categories = {slug: self.category(i, name, slug, text) for i, (name, slug, text) in enumerate(CATEGORIES)}
+            integrations = {}
+            for spec in INTEGRATIONS:
+                integrations[spec[0]] = self.integration(spec, orgs, categories)
+            devices = self.devices(orgs["acme"])
+        # Outside the transaction: installing runs install handlers, which never run inside
+        # one (each install commits its own steps; a rerun skips what exists).
         self.instances(orgs["acme"], integrations, devices)
         return self.created
 

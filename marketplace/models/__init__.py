@@ -1,7 +1,7 @@
 from .apischemas import ApiEndpoint, ApiField, ApiModel
 from .catalog import Category, Integration
 from .devices import Device
-from .instances import Instance, ResourceBinding
+from .instances import Instance, PendingUpgrade, ResourceBinding
 from .media import ApiSchema, Attachment
 from .organizations import Membership, Organization
 from .runs import HandlerRun
@@ -24,6 +24,7 @@ __all__ = [
     "IntegrationVersion",
     "Membership",
     "Organization",
+    "PendingUpgrade",
     "ResourceBinding",
     "StorageUsage",
 ]

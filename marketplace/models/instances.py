@@ -5,7 +5,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from ..choices import InstanceState
+from ..choices import LIVE_STATES, InstanceState
 from ..fields import EncryptedJSONField
 from ..querysets import InstanceQuerySet
 from ..validators import SECRET_MASK, secret_fields
@@ -22,6 +22,12 @@ class Instance(models.Model):
     Config values are split on write: plain values in ``config``, secret ones (``format:
     password`` or ``writeOnly`` in the configSchema) encrypted in ``secret_config``. Reads
     go through ``masked_config()``; only the runtime calls ``runtime_config()``.
+
+    ``state`` says where the instance is in its life (``services.installs``): ``installing``,
+    ``upgrading`` and ``uninstalling`` while those lifecycle handlers run (committed, so
+    the handlers run outside any transaction; timers held, events refused), ``failed``
+    once an install handler failed (no bindings, no timers; the failed run is kept), else
+    ``active``. ``last_error`` says why the last lifecycle moment failed.
     """
 
     organization = models.ForeignKey("marketplace.Organization", on_delete=models.CASCADE, related_name="instances")
@@ -32,6 +38,9 @@ class Instance(models.Model):
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=16, choices=InstanceState.choices, default=InstanceState.ACTIVE)
     last_error = models.TextField(blank=True)
+    # When ``state`` last changed: an install, upgrade or uninstall still in progress long
+    # after it began lost its process (services.installs.settle_stalled_instances).
+    state_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token, editable=False)
     installed_at = models.DateTimeField(auto_now_add=True)
     installed_by = models.ForeignKey(
@@ -53,6 +62,11 @@ class Instance(models.Model):
     @property
     def integration(self):
         return self.version.integration
+
+    @property
+    def runs_handlers(self) -> bool:
+        """Whether its timers fire and its events are taken: enabled and live."""
+        return self.enabled and self.state in LIVE_STATES
 
     def masked_config(self) -> dict:
         """Config as shown anywhere outside the runtime: secrets are never read back."""
@@ -83,3 +97,23 @@ class ResourceBinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} → {self.device}"
+
+
+class PendingUpgrade(models.Model):
+    """An upgrade whose handlers are running. The instance already runs the new version
+    (state ``upgrading``); this row holds what it goes back to if a handler fails: the
+    previous version, its config and the devices bound to each alias. Removed when the
+    upgrade is activated or rolled back."""
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="pending_upgrade")
+    previous_version = models.ForeignKey(
+        "marketplace.IntegrationVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    previous_config = models.JSONField(default=dict, blank=True)
+    previous_secret_config = EncryptedJSONField()
+    # alias → device id; a device deleted meanwhile is left unbound by a roll-back.
+    previous_bindings = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: back to version {self.previous_version_id} on failure"

@@ -92,3 +92,32 @@ def test_the_instance_page_shows_its_webhook_urls_to_its_own_organization_only(p
 
     assert hook in console(publisher).get(url).content.decode()
     assert console(outsider).get(url).status_code == 404
+
+
+def test_uninstalling_from_the_console_runs_the_uninstall_handler_outside_the_admins_transaction(publisher, acme):
+    """Django's delete page wraps the delete in a transaction; the uninstall handler would
+    run inside it (``run_lifecycle`` refuses to). The console leaves that wrapper out."""
+    handlers = {**HANDLERS, "bye": {"type": "lifecycle", "on": "uninstall", "file": "main.lua", "function": "ping"}}
+    instance = install(handlers, {"main.lua": PING_LUA}, organization=acme, name="leaving")
+
+    response = console(publisher).post(
+        reverse("admin:marketplace_instance_delete", args=[instance.pk]), {"post": "yes"}, follow=True,
+    )
+
+    assert response.status_code == 200
+    assert not type(instance).objects.filter(pk=instance.pk).exists()
+
+
+def test_an_instance_whose_install_failed_is_not_pinged(publisher, acme):
+    from marketplace.choices import InstanceState
+
+    instance = install(HANDLERS, {"main.lua": PING_LUA}, organization=acme, name="failed")
+    type(instance).objects.filter(pk=instance.pk).update(state=InstanceState.FAILED, last_error="device unreachable")
+
+    response = console(publisher).post(
+        reverse("admin:marketplace_instance_changelist"),
+        {"action": "ping", "_selected_action": [instance.pk]}, follow=True,
+    )
+
+    assert not HandlerRun.objects.filter(instance=instance, handler="ping").exists()
+    assert "Ping of failed: failed cannot be pinged: it is install failed" in response.content.decode()

@@ -1,10 +1,10 @@
-"""Lifecycle handlers run by the install services: install (a failure rolls the install
-back with its error), upgrade ({from, to}), uninstall, ping."""
+"""Lifecycle handlers run by the install services: install (a failure leaves the instance
+``failed`` with its error and run), upgrade ({from, to}), uninstall, ping."""
 from __future__ import annotations
 
 import pytest
 
-from marketplace.choices import RunStatus, Trigger
+from marketplace.choices import InstanceState, RunStatus, Trigger
 from marketplace.models import ContainerEntry, HandlerRun, Instance
 from marketplace.services.installs import uninstall_instance, upgrade_instance
 from runtime.lifecycle import LifecycleFailed, ping_instance
@@ -40,15 +40,19 @@ def test_install_handler_runs_when_installing():
     assert (run.trigger, run.status) == (Trigger.LIFECYCLE, RunStatus.SUCCEEDED)
 
 
-def test_a_failing_install_handler_rolls_the_install_back_with_its_error():
+def test_a_failing_install_handler_leaves_a_failed_instance_with_its_run_and_error():
     with pytest.raises(LifecycleFailed) as exc:
         install({"install": lifecycle("install", "broken"), "tick": timer()}, {"main.lua": LUA})
     assert "the device refused the credentials" in exc.value.message
     assert exc.value.code == "lua_error"
     assert exc.value.status_code == 409
-    assert not Instance.objects.exists()
+    instance = Instance.objects.get()
+    assert exc.value.instance == instance
+    assert instance.state == InstanceState.FAILED
+    assert "the device refused the credentials" in instance.last_error
     assert not TimerSchedule.objects.exists()
-    assert not HandlerRun.objects.exists()
+    run = HandlerRun.objects.get()
+    assert (run.instance, run.handler, run.status, run.error_code) == (instance, "install", RunStatus.FAILED, "lua_error")
 
 
 def test_upgrade_handler_gets_from_and_to():
