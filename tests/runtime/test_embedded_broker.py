@@ -258,8 +258,10 @@ def test_tasks_whose_pool_processes_die_are_delivered_again_marked_redelivered(b
         send_task(die_once, broker_dir, str(folder))
 
     seconds = [folder / "second.json" for folder in folders]
+    # Generous: twenty pool processes die and are replaced one after another, which takes
+    # about 15 s on an idle 2-core machine and several times that on a loaded one.
     wait_for(lambda: all(path.exists() for path in seconds) or worker.poll() is not None, "every second delivery",
-             timeout=60)
+             timeout=180)
     assert all(path.exists() for path in seconds), worker_log(broker_dir, "worker")
     for folder in folders:
         assert json.loads((folder / "first.json").read_text())["redelivered"] is False
