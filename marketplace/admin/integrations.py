@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from .. import access
 from ..exceptions import DomainError
+from ..formerrors import add_refusal
 from ..models import Attachment, Instance, Integration, IntegrationVersion
 from ..services import catalog, deletion, drafts, forking, media
 from .forms import AttachmentForm, ForkForm, IntegrationForm
@@ -304,9 +305,7 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
                     description=form.cleaned_data["description"], user=request.user,
                 )
             except DomainError as exc:
-                for field, texts in exc.errors.items():
-                    for text in texts:
-                        form.add_error(field if field in form.fields else None, text)
+                add_refusal(form, exc)
             else:
                 messages.success(request, f"Forked {source} into {fork.owner} as {fork}; its draft is ready to edit.")
                 return HttpResponseRedirect(reverse("admin:marketplace_integration_change", args=[fork.pk]))
