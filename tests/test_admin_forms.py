@@ -117,7 +117,7 @@ def test_a_refused_attachment_is_a_field_error(logged_in, integration):
 def test_a_late_refusal_lands_on_the_field_the_service_names(db):
     """What the console does when a service refuses after the form validated."""
     from marketplace.admin.forms import IntegrationForm
-    from marketplace.admin.saving import with_refusal
+    from marketplace.formerrors import with_refusal
 
     form_class = with_refusal(IntegrationForm, {"icon": ["icon must be square: got 2×1"], "__all__": ["too late"]})
     form = form_class(data={"name": "X", "visibility": "public"})

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from .. import jsonvalues
 from ..choices import ResourceKind
 from ..models import ApiSchema, Attachment, Device, Instance, Integration, IntegrationVersion, Organization
-from ..validators import SECRET_MASK, dsn_keeping_password, masked_dsn, validate_attachment, validate_icon
+from ..validators import SECRET_MASK, masked_dsn, validate_attachment, validate_icon
 
 
 class CodeTextarea(forms.Textarea):
@@ -246,10 +246,10 @@ class ForkForm(forms.Form):
 
 
 class DeviceForm(forms.ModelForm):
-    """Secrets are write-only: the form shows which keys are stored, masked, and takes a
-    new JSON object to replace them. Leaving the box empty keeps what is stored. The DSN
-    is shown with its password masked; left masked, the stored password is kept (for the
-    same server only: ``validators.dsn_keeping_password``)."""
+    """Saved by ``services.devices``. Secrets are write-only: the form shows which keys
+    are stored, masked, and takes a new JSON object to replace them. Leaving the box empty
+    keeps what is stored. The DSN is shown with its password masked; left masked, the
+    service keeps the stored password (for the same server only)."""
 
     # Devices are often plain-HTTP services on a plant network: "http" stays the default.
     base_url = forms.URLField(
@@ -264,6 +264,7 @@ class DeviceForm(forms.ModelForm):
     clear_credentials = forms.BooleanField(required=False, label="Remove all credentials")
     new_headers = JSONObjectField(required=False, label="Replace headers", widget=CodeTextarea(rows=4))
     clear_headers = forms.BooleanField(required=False, label="Remove all headers")
+    field_aliases = {"credentials": "new_credentials", "headers": "new_headers"}
 
     class Meta:
         model = Device
@@ -279,17 +280,6 @@ class DeviceForm(forms.ModelForm):
                 self.fields[f"new_{name}"].help_text = (
                     f"Stored: {masked_keys(stored)}. Leave empty to keep; a JSON object replaces them."
                 )
-
-    def clean_dsn(self):
-        return dsn_keeping_password(self.cleaned_data.get("dsn") or "", self.instance.dsn or "")
-
-    def save(self, commit=True):
-        for name in ("credentials", "headers"):
-            if self.cleaned_data.get(f"clear_{name}"):
-                setattr(self.instance, name, {})
-            elif self.cleaned_data.get(f"new_{name}"):
-                setattr(self.instance, name, self.cleaned_data[f"new_{name}"])
-        return super().save(commit)
 
 
 class InstanceForm(forms.ModelForm):

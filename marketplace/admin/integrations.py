@@ -1,8 +1,8 @@
 """The integration page: metadata and icon, its versions, attachments and the instances
 running it, and the operations a publisher runs on it (publish, fork, create a draft,
-delete with everything that goes with it). Creating, icons, attachments and every
-operation are service calls; editing the metadata of an existing integration is a
-validated model save, as no service owns it."""
+delete with everything that goes with it). Every write is a service call: creating and
+editing (``services.catalog``), icons and attachments (``services.media``) and each
+operation."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from .. import access
 from ..exceptions import DomainError
+from ..formerrors import add_refusal
 from ..models import Attachment, Instance, Integration, IntegrationVersion
 from ..services import catalog, deletion, drafts, forking, media
 from .forms import AttachmentForm, ForkForm, IntegrationForm
@@ -197,8 +198,11 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
                     setattr(obj, field.attname, getattr(created, field.attname))
                 obj._state.adding, obj._state.db = False, created._state.db
             else:
-                access.require_can_publish(request.user, obj)
-                obj.save()
+                catalog.update_integration(
+                    integration=obj, name=data["name"], summary=data.get("summary", ""),
+                    description=data.get("description", ""), category=data.get("category"),
+                    visibility=data["visibility"], user=request.user,
+                )
             if data.get("remove_icon"):
                 media.clear_icon(integration=obj, user=request.user)
             if data.get("upload_icon"):
@@ -217,7 +221,10 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
                 if inline_form in formset.deleted_forms or not inline_form.has_changed():
                     continue
                 if inline_form.instance.pk:
-                    inline_form.save()
+                    media.rename_attachment(
+                        attachment=inline_form.instance, title=inline_form.cleaned_data.get("title", ""),
+                        user=request.user,
+                    )
                     formset.changed_objects.append((inline_form.instance, inline_form.changed_data))
                 else:
                     formset.new_objects.append(media.add_attachment(
@@ -304,9 +311,7 @@ class IntegrationAdmin(ServiceSaveMixin, ScopedAdmin):
                     description=form.cleaned_data["description"], user=request.user,
                 )
             except DomainError as exc:
-                for field, texts in exc.errors.items():
-                    for text in texts:
-                        form.add_error(field if field in form.fields else None, text)
+                add_refusal(form, exc)
             else:
                 messages.success(request, f"Forked {source} into {fork.owner} as {fork}; its draft is ready to edit.")
                 return HttpResponseRedirect(reverse("admin:marketplace_integration_change", args=[fork.pk]))

@@ -24,7 +24,7 @@ class AttachmentAdmin(ServiceSaveMixin, ServiceDeleteMixin, PublisherRowsAdmin):
     def save_model(self, request, obj, form, change):
         with refusing():
             if change:
-                obj.save(update_fields=["title"])
+                media.rename_attachment(attachment=obj, title=form.cleaned_data.get("title", ""), user=request.user)
             else:
                 created = media.add_attachment(
                     integration=form.cleaned_data["integration"], upload=form.cleaned_data["file"],

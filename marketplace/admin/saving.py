@@ -4,59 +4,25 @@ Django's admin validates the form, then calls ``save_model``/``save_related`` in
 transaction. A service may still refuse at that point (a rule the form cannot see, a
 race, a permission). The refusal is raised out of that transaction, so everything the
 request wrote is rolled back, and the page is rendered again with the service's errors
-attached to the form's fields: nothing is half-written and the user sees why.
+attached to the form's fields (``marketplace.formerrors``, shared with the other front
+doors' forms): nothing is half-written and the user sees why.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-from django import forms
 from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from ..exceptions import DomainError
+from ..formerrors import with_refusal
 
 
 class Refused(Exception):
     def __init__(self, error: DomainError):
         super().__init__(error.message)
         self.error = error
-
-
-class RefusalErrorsMixin:
-    """Puts a service's ``errors`` on the form: ``icon`` on the field the form calls
-    ``field_aliases["icon"]``, ``files.main.lua`` on ``files``, unknown keys on top
-    (prefixed with the key, so the message still says what it is about)."""
-
-    # Set by with_refusal(). ``field_aliases`` is read from the form class, which comes
-    # after this mixin in the MRO, so the mixin must not define it.
-    domain_errors: dict[str, list[str]] = {}
-
-    def error_field(self, key: str) -> tuple[str | None, bool]:
-        """The form field an error key belongs to, and whether the message needs the key
-        to make sense there: the form's ``refusal_field(key)`` names the exact field;
-        else the key's first part, through ``field_aliases``."""
-        custom = getattr(self, "refusal_field", None)
-        field = custom(key) if custom else None
-        exact = field is not None or key == "__all__"
-        if field is None:
-            head = key.split(".")[0]
-            field = getattr(self, "field_aliases", {}).get(head, head)
-            exact = exact or head == key
-        return (field if field in self.fields else None), exact
-
-    def clean(self):
-        cleaned = super().clean()
-        for key, texts in self.domain_errors.items():
-            field, exact = self.error_field(key)
-            for text in texts:
-                self.add_error(field, text if exact else f"{key}: {text}")
-        return cleaned
-
-
-def with_refusal(form_class: type[forms.BaseForm], errors: dict) -> type[forms.BaseForm]:
-    return type(form_class.__name__, (RefusalErrorsMixin, form_class), {"domain_errors": errors})
 
 
 class ServiceSaveMixin:

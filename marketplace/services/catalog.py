@@ -1,4 +1,4 @@
-"""Creating integrations and giving them unique slugs."""
+"""Creating integrations, giving them unique slugs, and editing what the catalog shows of them."""
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
@@ -53,4 +53,48 @@ def create_integration(
             integration.save()
     except IntegrityError:
         raise InvalidInput(f"the name {name!r} or slug {integration.slug!r} was just taken", field="name")
+    return integration
+
+
+# Marks the fields a caller leaves as they are (``None`` is a value: no category).
+UNCHANGED = object()
+
+
+@transaction.atomic
+def update_integration(
+    *,
+    integration: Integration,
+    user,
+    name=UNCHANGED,
+    summary=UNCHANGED,
+    description=UNCHANGED,
+    category=UNCHANGED,
+    visibility=UNCHANGED,
+) -> Integration:
+    """Change what the catalog shows of ``integration``: its name, summary, description,
+    category and visibility; fields not given stay. Owners and publishers of its
+    organization only (PermissionDenied). The slug, the owner and the icon do not change
+    here (the icon: ``media.set_icon``). Raises InvalidInput keyed by field."""
+    access.require_can_publish(user, integration)
+    integration = Integration.objects.select_for_update().get(pk=integration.pk)
+    if name is not UNCHANGED:
+        name = (name or "").strip()
+        if not name:
+            raise InvalidInput("a name is required", field="name")
+        taken = Integration.objects.filter(owner_id=integration.owner_id, name=name).exclude(pk=integration.pk)
+        if taken.exists():
+            raise InvalidInput(f"{integration.owner} already has an integration named {name!r}", field="name")
+        integration.name = name
+    changes = {"summary": summary, "description": description, "category": category, "visibility": visibility}
+    for field, value in changes.items():
+        if value is not UNCHANGED:
+            setattr(integration, field, value)
+    # As in create_integration: uniqueness above, with the domain's message; the constraint
+    # is the backstop for a lost race.
+    full_clean(integration, validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            integration.save()
+    except IntegrityError:
+        raise InvalidInput(f"the name {integration.name!r} was just taken", field="name") from None
     return integration

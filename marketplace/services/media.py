@@ -87,6 +87,19 @@ def add_attachment(*, integration: Integration, upload, title: str = "", user=No
 
 
 @transaction.atomic
+def rename_attachment(*, attachment: Attachment, title: str, user) -> Attachment:
+    """Give ``attachment`` a new title; the stored file never changes (remove the
+    attachment and add another). An empty title becomes the file's name, as when adding."""
+    access.require_can_publish(user, attachment.integration)
+    attachment = Attachment.objects.select_for_update().get(pk=attachment.pk)
+    title_length = Attachment._meta.get_field("title").max_length
+    attachment.title = (title or "").strip() or attachment.filename[:title_length]
+    full_clean(attachment, exclude=["file"])
+    attachment.save(update_fields=["title"])
+    return attachment
+
+
+@transaction.atomic
 def remove_attachment(*, attachment: Attachment, user=None) -> None:
     access.require_can_publish(user, attachment.integration)
     attachment.delete()
