@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup demo browser clean
+.PHONY: run test lint setup demo browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ run: setup
 ## The whole test suite (installs Chromium for the browser tests when it is missing).
 test: $(VENV)/.requirements-dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Lint (ruff, configured in ruff.toml); .ci/run runs it before the suite.
+lint: $(VENV)/.requirements-dev
+	$(BIN)/ruff check .
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium.sh

@@ -85,8 +85,8 @@ def main() -> None:
     print(f"process RSS {rss_mb():.0f} MB, {args.runs} runs each")
     figures = {}
     for label, source in (("trivial handler", TRIVIAL), ("200 ctx calls", CALLS)):
-        here = median_ms(lambda: run(source, store, False), args.runs)
-        there = median_ms(lambda: run(source, store, True), args.runs)
+        here = median_ms(lambda source=source: run(source, store, False), args.runs)
+        there = median_ms(lambda source=source: run(source, store, True), args.runs)
         figures[label] = (here, there)
         print(f"{label:16s} in-process {here:7.3f} ms   isolated {there:7.3f} ms   overhead {there - here:7.3f} ms")
     (t_here, t_there), (c_here, c_there) = figures["trivial handler"], figures["200 ctx calls"]

@@ -25,10 +25,10 @@ django.setup()
 
 import lupa.lua54 as lupa  # noqa: E402
 
+from runtime.ctx import Ctx  # noqa: E402
 from runtime.execution import run_spec  # noqa: E402
 from runtime.limits import platform_limits  # noqa: E402
 from runtime.sandbox import run_lua  # noqa: E402
-from runtime.ctx import Ctx  # noqa: E402
 from runtime.stores import MemoryStore  # noqa: E402
 
 SOURCE = """

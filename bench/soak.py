@@ -225,10 +225,10 @@ def main() -> int:
     import django
 
     django.setup()
+    from benchdb import make_version
     from django.conf import settings
     from django.db.models import Count
 
-    from benchdb import make_version
     from marketplace.choices import RunStatus
     from marketplace.models import HandlerRun
     from marketplace.services.installs import install_version

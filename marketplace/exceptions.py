@@ -20,7 +20,7 @@ class DomainError(Exception):
         super().__init__(self.message)
 
     @classmethod
-    def from_validation_error(cls, exc: ValidationError) -> "DomainError":
+    def from_validation_error(cls, exc: ValidationError) -> DomainError:
         if hasattr(exc, "error_dict"):
             return cls(errors={k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()})
         return cls(errors={"__all__": exc.messages})

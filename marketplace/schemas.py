@@ -17,8 +17,9 @@ module instead:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 import re2
 from jsonschema import Draft202012Validator, ValidationError, validators

@@ -411,7 +411,7 @@ for _name in ("JUNCTION_DEVICE_DENY_NETWORKS", "JUNCTION_DEVICE_ALLOW_NETWORKS")
         try:
             ipaddress.ip_network(_network, strict=False)
         except ValueError:
-            raise ImproperlyConfigured(f"{_name}: {_network!r} is not a network (write CIDRs such as 10.20.0.0/16)")
+            raise ImproperlyConfigured(f"{_name}: {_network!r} is not a network (write CIDRs such as 10.20.0.0/16)") from None
 for _service in JUNCTION_DEVICE_DENY_SERVICES:
     if not _service.rpartition(":")[0] or not _service.rpartition(":")[2].isdigit():
         raise ImproperlyConfigured(f"JUNCTION_DEVICE_DENY_SERVICES: {_service!r} is not host:port")

@@ -45,9 +45,9 @@ def validate_icon(upload) -> None:
             image_format = image.format
             width, height = image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValidationError("icon has too many pixels to be decoded safely", code="icon_bomb")
+        raise ValidationError("icon has too many pixels to be decoded safely", code="icon_bomb") from None
     except Exception:
-        raise ValidationError("icon must be a PNG image: the file is not an image", code="icon_not_image")
+        raise ValidationError("icon must be a PNG image: the file is not an image", code="icon_not_image") from None
     if image_format != "PNG":
         raise ValidationError(f"icon must be a PNG image: got {image_format}", code="icon_not_png")
     low, high = settings.JUNCTION_ICON_MIN_PX, settings.JUNCTION_ICON_MAX_PX
@@ -62,7 +62,7 @@ def validate_icon(upload) -> None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.open(io.BytesIO(data)).load()
     except Exception:
-        raise ValidationError("icon is not a valid PNG: the image data is damaged", code="icon_damaged")
+        raise ValidationError("icon is not a valid PNG: the image data is damaged", code="icon_damaged") from None
 
 
 # --- Attachments ---------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
         schemas.check_schema(schema)
     except schemas.SchemaError as exc:
         # Publishing validates configSchema; this guards versions that predate that check.
-        raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]})
+        raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]}) from exc
     validator = schemas.validator(schema, format_checker=True)
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):
@@ -209,7 +209,7 @@ def validate_device_base_url(url: str) -> None:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ValidationError("the base URL's port is not valid", code="base_url_port")
+        raise ValidationError("the base URL's port is not valid", code="base_url_port") from None
     if not parts.hostname:
         raise ValidationError("the base URL needs a host", code="base_url_host")
     validate_device_host(parts.hostname, port)
@@ -239,7 +239,7 @@ def validate_device_dsn(dsn: str, *, organization_id: int | None) -> None:
         try:
             host, port = egress.postgres_server(dsn)
         except egress.EgressRefused as exc:
-            raise ValidationError(str(exc), code="dsn_server")
+            raise ValidationError(str(exc), code="dsn_server") from exc
         validate_device_host(host, port)
 
 

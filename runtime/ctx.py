@@ -43,7 +43,8 @@ permission. Aliases must be declared in the manifest's ``resources`` with the ri
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from marketplace import schemas
 from marketplace.packaging import contract

@@ -11,19 +11,21 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from functools import lru_cache
-from typing import Any, Callable, Mapping
+from functools import cache
+from typing import Any
 
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
+
 from marketplace import schemas
 from marketplace.choices import RunStatus, VersionState
 from marketplace.models import HandlerRun, Instance, Integration, IntegrationVersion
 
-from .ctx import Ctx
 from . import watchdog
+from .ctx import Ctx
 from .dispatch import DeviceSpec, bindings_for
 from .isolation import run_isolated
 from .limits import Limits, limits_for
@@ -307,7 +309,7 @@ def _fields(model, names=None) -> list:
     return [f for f in model._meta.concrete_fields if wanted is None or f in wanted]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _claim_sql() -> tuple[str, tuple]:
     qn = connection.ops.quote_name
     run_t, inst_t = qn(HandlerRun._meta.db_table), qn(Instance._meta.db_table)
@@ -362,7 +364,7 @@ def claim_and_load(run_id: int) -> HandlerRun | None:
     return run
 
 
-@lru_cache(maxsize=None)
+@cache
 def _outcome_sql(touch_instance: bool) -> tuple[str, tuple]:
     qn = connection.ops.quote_name
     fields = tuple(_fields(HandlerRun, _OUTCOME_FIELDS))

@@ -36,7 +36,8 @@ import signal
 import socket
 import struct
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.conf import settings
 

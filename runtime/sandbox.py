@@ -81,9 +81,10 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import lupa.lua54 as lupa
 

@@ -57,7 +57,7 @@ def run_handler_task(self, run_id: int) -> str:
     except SoftTimeLimitExceeded:
         return "time_limit"
     except (InterfaceError, OperationalError) as exc:
-        raise _retry(self, exc, (run_id,))
+        raise _retry(self, exc, (run_id,)) from exc
 
 
 @shared_task(bind=True, base=RunTask, name="runtime.tasks.run_batch_task", acks_late=True,
@@ -92,7 +92,7 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
             runs.publish_runs(run_ids[position + 1:])
             break
         except (InterfaceError, OperationalError) as exc:
-            raise _retry(self, exc, (run_ids[position:],))
+            raise _retry(self, exc, (run_ids[position:],)) from exc
     return outcomes
 
 

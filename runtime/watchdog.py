@@ -38,7 +38,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import connections
 from django.utils import timezone

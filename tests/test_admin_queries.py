@@ -7,12 +7,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-
-from django.contrib.auth.models import User
 
 from marketplace.choices import Role
 from marketplace.models import ApiEndpoint, ApiField, ApiModel, ApiSchema

@@ -10,5 +10,13 @@ membership are enough. ``mixins.ScopedAdmin`` implements this for every page.
 Every write goes through ``marketplace.services``; a service's refusal becomes a form
 error or an admin message and nothing of the request is kept (``saving``).
 """
-from . import devices, instances, integrations, media, organizations, runs, versions  # noqa: F401 (registration)
-from . import packaging  # noqa: F401 (registration: API index, version validate/diff/export)
+from . import (  # noqa: F401 (registration)
+    devices,
+    instances,
+    integrations,
+    media,
+    organizations,
+    packaging,  # noqa: F401 (registration: API index, version validate/diff/export)
+    runs,
+    versions,
+)

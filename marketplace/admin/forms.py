@@ -186,7 +186,7 @@ class DraftForm(forms.ModelForm):
         fields = ["manifest"]
 
     @classmethod
-    def for_draft(cls, draft: IntegrationVersion | None) -> type["DraftForm"]:
+    def for_draft(cls, draft: IntegrationVersion | None) -> type[DraftForm]:
         paths = tuple(sorted(draft.files)) if draft is not None else ()
         fields: dict = {"file_paths": paths}
         for n, path in enumerate(paths):
@@ -304,7 +304,7 @@ class InstanceForm(forms.ModelForm):
         return f"binding__{alias}"
 
     @classmethod
-    def for_instance(cls, instance: Instance | None) -> type["InstanceForm"]:
+    def for_instance(cls, instance: Instance | None) -> type[InstanceForm]:
         if instance is None:
             return cls
         bound = {b.alias: b.device_id for b in instance.bindings.all()}

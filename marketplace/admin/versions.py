@@ -10,8 +10,8 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
 from django.template.loader import render_to_string
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from ..exceptions import DomainError

@@ -25,12 +25,12 @@ class Category(models.Model):
         return self.name
 
 
-def icon_path(instance: "Integration", filename: str) -> str:
+def icon_path(instance: Integration, filename: str) -> str:
     # A fresh name per upload: browsers and CDNs never serve a stale icon.
     return f"icons/{instance.slug}/{uuid.uuid4().hex}.png"
 
 
-def thumbnail_path(instance: "Integration", filename: str) -> str:
+def thumbnail_path(instance: Integration, filename: str) -> str:
     return f"icons/{instance.slug}/{uuid.uuid4().hex}-thumb.png"
 
 

@@ -10,7 +10,7 @@ from ..querysets import ApiSchemaQuerySet, AttachmentQuerySet
 from ..storages import private_storage
 
 
-def attachment_path(instance: "Attachment", filename: str) -> str:
+def attachment_path(instance: Attachment, filename: str) -> str:
     # Random folder: two uploads of "manual.pdf" never collide or overwrite each other.
     return f"attachments/{instance.integration_id}/{uuid.uuid4().hex}/{PurePosixPath(filename).name}"
 

@@ -444,8 +444,8 @@ def load_parser():
     ANTLR parser takes half a second to import, and most processes never validate."""
     from antlr4 import CommonTokenStream, InputStream
     from antlr4.error.ErrorListener import ErrorListener
-    from antlr4.error.ErrorStrategy import BailErrorStrategy
     from antlr4.error.Errors import ParseCancellationException
+    from antlr4.error.ErrorStrategy import BailErrorStrategy
     from luaparser.builder import BuilderVisitor
     from luaparser.parser.LuaLexer import LuaLexer
     from luaparser.parser.LuaParser import LuaParser

@@ -126,7 +126,7 @@ class Report:
             target.append(issue)
         return issue
 
-    def extend(self, other: "Report") -> None:
+    def extend(self, other: Report) -> None:
         for issue in other.errors + other.warnings:
             self.add(issue.code, issue.message, file=issue.file, line=issue.line, path=issue.path)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from croniter import croniter
 
@@ -60,7 +60,7 @@ def cron_min_interval(expression: str, *, samples: int = 200) -> int:
     """The shortest gap in seconds between successive runs of a (valid) cron expression,
     measured over its next ``samples`` runs from a fixed instant in UTC. Cron's resolution is
     a minute, so the answer is at least 60."""
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     runs = croniter(expression, start)
     previous = runs.get_next(float)
     shortest = None

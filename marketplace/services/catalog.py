@@ -52,7 +52,7 @@ def create_integration(
         with transaction.atomic():
             integration.save()
     except IntegrityError:
-        raise InvalidInput(f"the name {name!r} or slug {integration.slug!r} was just taken", field="name")
+        raise InvalidInput(f"the name {name!r} or slug {integration.slug!r} was just taken", field="name") from None
     return integration
 
 

@@ -63,7 +63,7 @@ def create_draft(*, integration: Integration, user=None, from_latest: bool = Tru
         with transaction.atomic():
             draft.save()
     except IntegrityError:
-        raise Conflict(f"{integration} already has a draft", field="integration")
+        raise Conflict(f"{integration} already has a draft", field="integration") from None
     return draft
 
 

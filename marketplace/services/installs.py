@@ -33,10 +33,10 @@ from .. import access, jsonvalues
 from ..choices import LIVE_STATES, TRANSITIONAL_STATES, InstanceState
 from ..exceptions import Conflict, InvalidInput, NotInstallable
 from ..models import Device, Instance, IntegrationVersion, Organization, PendingUpgrade, ResourceBinding
-
-log = logging.getLogger(__name__)
 from ..packaging.validation import cap_report
 from ..validators import SECRET_MASK, secret_fields, validate_config
+
+log = logging.getLogger(__name__)
 
 
 def _runtime():
@@ -269,7 +269,7 @@ def _write_install(*, version, organization, name, config, bindings, user) -> In
         with transaction.atomic():
             instance.save()
     except IntegrityError:
-        raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name")
+        raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name") from None
     _replace_bindings(instance, resolved)
     # Checks every timer's schedule now; the rows stay disabled until the instance is active.
     _runtime()[1].sync_schedules(instance)

@@ -41,7 +41,7 @@ def publish_version(*, draft: IntegrationVersion, notes: str, user=None) -> Inte
     try:
         draft = IntegrationVersion.objects.select_for_update().get(pk=draft.pk)
     except IntegrationVersion.DoesNotExist:
-        raise Conflict("the draft no longer exists", field="draft")
+        raise Conflict("the draft no longer exists", field="draft") from None
     if not draft.is_draft:
         raise Conflict(f"this draft was already published as version {draft.number}", field="draft")
     check_publishable(draft)
@@ -56,7 +56,7 @@ def publish_version(*, draft: IntegrationVersion, notes: str, user=None) -> Inte
         with transaction.atomic():
             draft.save()
     except IntegrityError:
-        raise Conflict("another version was published at the same moment; try again", field="draft")
+        raise Conflict("another version was published at the same moment; try again", field="draft") from None
     return draft
 
 

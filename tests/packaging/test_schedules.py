@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.packaging.schedules import cron_min_interval, parse_every, schedule_interval, validate_cron, validate_timezone
+from marketplace.packaging.schedules import (
+    cron_min_interval,
+    parse_every,
+    schedule_interval,
+    validate_cron,
+    validate_timezone,
+)
 
 
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("1h30m", 5400), (" 2M ", 120)])

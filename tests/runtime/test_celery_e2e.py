@@ -96,10 +96,10 @@ def celery_processes(transactional_db, tmp_path):
             procs.append((name, proc, log))
         yield procs
     finally:
-        for name, proc, log in procs:
+        for _name, proc, _log in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc, log in procs:
+        for _name, proc, _log in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

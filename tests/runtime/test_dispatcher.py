@@ -234,8 +234,9 @@ def test_beat_entries_exist_after_migrate_and_ensuring_them_is_idempotent(settin
 
 
 def test_the_beat_entries_name_registered_tasks():
-    from marketplace.celery import app
     from django_celery_beat.models import PeriodicTask
+
+    from marketplace.celery import app
 
     app.loader.import_default_modules()
     for entry in PeriodicTask.objects.filter(name__startswith="junction:"):

@@ -17,10 +17,20 @@ from django.utils import timezone
 from marketplace.choices import InstanceState, ResourceKind, RunStatus, Trigger
 from marketplace.exceptions import Conflict
 from marketplace.models import (
-    ContainerEntry, HandlerRun, Instance, IntegrationVersion, Organization, PendingUpgrade, ResourceBinding,
+    ContainerEntry,
+    HandlerRun,
+    Instance,
+    IntegrationVersion,
+    Organization,
+    PendingUpgrade,
+    ResourceBinding,
 )
 from marketplace.services.installs import (
-    install_version, reconfigure_instance, settle_stalled_instances, uninstall_instance, upgrade_instance,
+    install_version,
+    reconfigure_instance,
+    settle_stalled_instances,
+    uninstall_instance,
+    upgrade_instance,
 )
 from runtime.events import NotLive, post_event
 from runtime.lifecycle import LifecycleFailed, run_lifecycle

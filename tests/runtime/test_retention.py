@@ -60,6 +60,7 @@ def test_prune_deletes_exactly_the_finished_runs_older_than_retention_in_batches
     with CaptureQueriesContext(connection) as queries:
         assert prune_runs() == 5
     assert remaining() == {run.pk for run in kept}
+    assert not remaining() & {run.pk for run in old}
     assert deletes_of_batches(queries) == 3  # 2 + 2 + 1, each in its own transaction
     assert prune_runs() == 0
 

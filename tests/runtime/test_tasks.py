@@ -103,7 +103,10 @@ def test_a_second_message_for_a_run_in_progress_does_not_run_it_twice(settings):
 
 # --- retries -------------------------------------------------------------------------------
 
-def failing_instance(retry: dict | None = {"attempts": 3, "backoff": 10}):
+DEFAULT_RETRY = {"attempts": 3, "backoff": 10}
+
+
+def failing_instance(retry: dict | None = DEFAULT_RETRY):
     handlers = {"tick": timer("1m", **({"retry": retry} if retry else {})),
                 "rpc": {"type": "rpc", "file": "main.lua", "function": "ok"}}
     return install(handlers, {"main.lua": FAILING_LUA})

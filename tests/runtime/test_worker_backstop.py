@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
-from runtime import runs, tasks
+from runtime import tasks
 from runtime.tasks import dispatch_timers, run_batch_task, run_handler_task
 
 from .. import factories

@@ -34,6 +34,7 @@ from runtime.execution import run_spec
 from runtime.sandbox import RunResult
 from runtime.stores import MemoryStore
 
+
 class PackageInvalid(Exception):
     code = "package_invalid"
 
