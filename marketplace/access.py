@@ -81,8 +81,9 @@ def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
 
 
 # --- Fetch and check in one call ------------------------------------------------------------
-# Every front door (console, API, pages) fetches the object a request names through these:
-# another organization's object raises NotFound exactly like a missing one. ``write=True``
+# The object a request names is fetched through these (today by the marketplace's
+# integration page and the device services; the REST API, issue 11, is to): another
+# organization's object raises NotFound exactly like a missing one. ``write=True``
 # asks for what the user may change, which for an instance or a run is narrower than what
 # they see (an integration's publisher sees its customers' instances, changes none).
 # ``user=None`` is a trusted caller (management commands, tasks), as for ``require_role``.

@@ -1,4 +1,4 @@
-"""Enumerations shared by models, forms, serializers and filters."""
+"""Enumerations shared by models, forms and filters."""
 from django.db import models
 
 

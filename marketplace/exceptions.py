@@ -1,5 +1,6 @@
-"""Domain errors raised by services. Interfaces map them: the API to HTTP statuses
-(``marketplace.api.errors``), the admin to messages and form errors.
+"""Domain errors raised by services. The console maps them to messages and form errors;
+``marketplace.api.errors`` maps them to HTTP statuses for the REST API, which has no
+endpoints yet (issue 11).
 
 Every error carries ``errors``: a mapping of field name to messages, so each refusal
 can be tied to the field that caused it (``"__all__"`` when none applies).

@@ -1,4 +1,5 @@
-"""Filters shared by the marketplace pages and the API, so both read a query string the same way."""
+"""Filters of the marketplace's integration list, kept out of the view so the REST API
+(not built yet, issue 11) can read a query string the same way."""
 from __future__ import annotations
 
 import django_filters

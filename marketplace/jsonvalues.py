@@ -5,8 +5,8 @@ jsonb), ``1e400`` (becomes ``inf``), ``"\\ud800"`` (a lone surrogate: a ``str`` 
 encoded, so the write or the next read fails), duplicate keys (the last silently wins) and
 any nesting its recursion allows — past that it raises ``RecursionError``, a 500 rather than
 a refusal. ``loads`` parses strictly and ``check_value`` holds an already-built value (from
-code, a form, another parser) to the same rules, so a webhook, the API, a manifest and
-``post_event`` refuse the same things with the same words. Every refusal is a ``JSONRefused``
+code, a form, another parser) to the same rules, so a webhook, a manifest, the console's
+JSON fields and ``post_event`` refuse the same things with the same words. Every refusal is a ``JSONRefused``
 (a ``ValueError``) with a stable ``code``.
 """
 from __future__ import annotations

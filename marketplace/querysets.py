@@ -1,4 +1,4 @@
-"""Named queries: where pages, the API and the admin start, so "what is visible",
+"""Named queries: where the marketplace pages and the console start, so "what is visible",
 "what may be changed" and "what is installable" are each defined once.
 
 Two kinds of rows belong to organizations (docs/access.md):

@@ -237,6 +237,7 @@ JUNCTION_LUA_STATIC_MAX_MS = env_int("JUNCTION_LUA_STATIC_MAX_MS", 2000)
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
 
 # --- REST API -----------------------------------------------------------------------------
+# Only the OpenAPI views (/api/schema/, /api/docs/) exist; the endpoints are issue 11.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,4 +1,4 @@
-"""Rules on input, defined once and used by models, forms, serializers and services, so
+"""Rules on input, defined once and used by models, forms and services, so
 every interface refuses the same thing with the same message."""
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Admin for the runtime's tables: installed timers (with "run now") and the ids polling
-timers remember. Actions call the runtime's functions, as the API and CLI do."""
+timers remember. Actions call the runtime's functions (``run_timer_now``), which check
+roles themselves."""
 from __future__ import annotations
 
 from django.contrib import admin, messages

@@ -17,7 +17,7 @@ WEBHOOK_RETRY_AFTER_SECONDS = 30
 
 
 def refusal(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
-    """The API's error shape, so a caller handles a webhook refusal like any other."""
+    """One error shape for every webhook refusal, so a caller handles them alike."""
     error = {"code": code, "message": message, **({"fields": fields} if fields else {})}
     return JsonResponse({"error": error}, status=status)
 

@@ -1,5 +1,5 @@
 """Forms of the console. Field validation uses ``marketplace.validators``, so a refusal
-reads the same here as in the API; the services re-check everything on save."""
+reads the same here as in the models; the services re-check everything on save."""
 from __future__ import annotations
 
 import json

@@ -112,7 +112,7 @@ class IntegrationVersionAdmin(ServiceSaveMixin, ServiceDeleteMixin, PublisherRow
 
     @admin.display(description="report")
     def validation_report(self, obj):
-        # The same report as the Validate page, the API and `manage.py validate_integration`.
+        # The same report as the Validate page and `manage.py validate_integration`.
         return render_to_string("admin/marketplace/_report_table.html", {"report": validate_version(obj)})
 
     def get_inlines(self, request, obj):

@@ -180,7 +180,7 @@ def check_json_value(manifest, report: Report) -> bool:
     (deeper would exhaust the recursion of the checks that follow), finite numbers, strings
     that are text, and at most JUNCTION_MANIFEST_MAX_BYTES as JSON text. Checked before
     anything else looks inside, for manifests that did not come through manifest.json (the
-    console, the API, versions stored before these rules)."""
+    console, versions stored before these rules)."""
     try:
         jsonvalues.check_value(manifest)
     except jsonvalues.JSONRefused as exc:

@@ -2,7 +2,7 @@
 
 ``validate_version`` (a draft or published version, with the API documents uploaded for its
 integration) and ``validate_package`` (files read from a folder or .zip) both end in
-``validate_content``; publishing, the API, the admin and ``validate_integration`` all call
+``validate_content``; publishing, the console and ``validate_integration`` all call
 them, so every interface reports the same problems with the same codes.
 """
 from __future__ import annotations
