@@ -2,9 +2,10 @@
 
 The sandbox enforces its limits from a count hook between Lua instructions and around ctx
 calls; code that loops inside one C function never reaches the hook. In a Celery worker the
-task's hard time limit stops such a run (``runtime.tasks``); a run executed on behalf of a
-web request or a command has no such backstop, so it runs here instead (``run_isolated``,
-the same contract as ``sandbox.run_lua``):
+per-run watchdog (``runtime.watchdog``) and, behind it, the task's hard time limit stop such
+a run by ending the pool process; a web or command process cannot be ended like that, so a
+run executed on its behalf runs here instead (``run_isolated``, the same contract as
+``sandbox.run_lua``):
 
 - The parent forks. The child runs ``run_lua`` with a proxy host: every ctx call and every
   bundle file lookup goes over a socket pair to the parent, which performs it with the real
