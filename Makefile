@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint setup demo browser clean
+.PHONY: run test lint typecheck setup demo browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(VENV)/.requirements-dev browser
 ## Lint (ruff, configured in ruff.toml); .ci/run runs it before the suite.
 lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .
+
+## Type check the domain layer (mypy, configured in mypy.ini: services, access, querysets, …).
+typecheck: $(VENV)/.requirements-dev
+	$(BIN)/mypy
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium.sh

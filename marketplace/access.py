@@ -3,6 +3,9 @@ organization's integrations; any member installs and runs them, and sees its ins
 data. docs/access.md tells the whole story."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
@@ -10,8 +13,11 @@ from .exceptions import NotFound, PermissionDenied
 from .models import Device, HandlerRun, Instance, Integration, IntegrationVersion, Membership, Organization
 from .querysets import ALL_ROLES, PUBLISHING_ROLES
 
+if TYPE_CHECKING:
+    from .querysets import AnyUser
 
-def organizations_of(user, roles=ALL_ROLES):
+
+def organizations_of(user: AnyUser, roles: Iterable[str] = ALL_ROLES) -> QuerySet:
     """The organizations where ``user`` holds one of ``roles`` (all of them for superusers)."""
     if not user or not user.is_authenticated:
         return Organization.objects.none()
@@ -20,7 +26,7 @@ def organizations_of(user, roles=ALL_ROLES):
     return Organization.objects.filter(memberships__user=user, memberships__role__in=roles).distinct()
 
 
-def has_role(user, organization: Organization, roles=ALL_ROLES) -> bool:
+def has_role(user: AnyUser, organization: Organization, roles: Iterable[str] = ALL_ROLES) -> bool:
     if user is None or not user.is_authenticated:
         return False
     if user.is_superuser:
@@ -28,7 +34,7 @@ def has_role(user, organization: Organization, roles=ALL_ROLES) -> bool:
     return Membership.objects.filter(user=user, organization=organization, role__in=roles).exists()
 
 
-def require_role(user, organization: Organization, roles=ALL_ROLES) -> None:
+def require_role(user: AnyUser, organization: Organization, roles: Iterable[str] = ALL_ROLES) -> None:
     """Raise PermissionDenied unless ``user`` holds one of ``roles`` in ``organization``.
     ``user=None`` means a trusted caller (management commands, tasks) and is allowed."""
     if user is None:
@@ -38,11 +44,11 @@ def require_role(user, organization: Organization, roles=ALL_ROLES) -> None:
         raise PermissionDenied(f"you need the {wanted} role in {organization} for this")
 
 
-def require_can_publish(user, integration: Integration) -> None:
+def require_can_publish(user: AnyUser, integration: Integration) -> None:
     require_role(user, integration.owner, PUBLISHING_ROLES)
 
 
-def require_visible(user, integration: Integration) -> None:
+def require_visible(user: AnyUser, integration: Integration) -> None:
     if user is None:
         return
     if not Integration.objects.visible_to(user).filter(pk=integration.pk).exists():
@@ -62,7 +68,7 @@ RUN_SUPPORT_FIELDS = (
 )
 
 
-def sees_instance_data(user, instance: Instance) -> bool:
+def sees_instance_data(user: AnyUser, instance: Instance) -> bool:
     """Whether ``user`` sees everything of ``instance`` and its runs: members of the
     instance's organization (any role) do, and superusers, who run the platform and hold
     its keys. Anyone else who may see the instance at all (its integration's publisher)
@@ -70,12 +76,12 @@ def sees_instance_data(user, instance: Instance) -> bool:
     return has_role(user, instance.organization)
 
 
-def sees_run_details(user, run: HandlerRun) -> bool:
+def sees_run_details(user: AnyUser, run: HandlerRun) -> bool:
     """``sees_instance_data`` for the run's instance: a run's details are its instance's data."""
     return sees_instance_data(user, run.instance)
 
 
-def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
+def runs_with_details_for(user: AnyUser, runs: QuerySet) -> QuerySet:
     """``runs`` narrowed to those whose details ``user`` sees, for searching inside them."""
     return runs.with_details_for(user)
 
@@ -89,20 +95,20 @@ def runs_with_details_for(user, runs: QuerySet) -> QuerySet:
 # ``user=None`` is a trusted caller (management commands, tasks), as for ``require_role``.
 
 
-def _get(queryset: QuerySet, what: str, key, **lookup):
+def _get(queryset: QuerySet, what: str, key: object, **lookup: Any) -> Any:
     try:
         return queryset.get(**lookup)
     except (queryset.model.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound(f"no {what} {key} among those you may reach") from None
 
 
-def _scope(queryset: QuerySet, user, write: bool) -> QuerySet:
+def _scope(queryset: QuerySet, user: AnyUser, write: bool) -> QuerySet:
     if user is None:
         return queryset.all()
     return queryset.changeable_by(user) if write else queryset.visible_to(user)
 
 
-def get_integration_for(user, slug: str, *, write: bool = False) -> Integration:
+def get_integration_for(user: AnyUser, slug: str, *, write: bool = False) -> Integration:
     """The integration ``slug``: one the user sees (public or their organization's), or
     with ``write`` one they publish for."""
     integrations = Integration.objects.select_related("owner", "category")
@@ -111,23 +117,23 @@ def get_integration_for(user, slug: str, *, write: bool = False) -> Integration:
     return _get(integrations, "integration", slug, slug=slug)
 
 
-def get_version_for(user, slug: str, number: int, *, write: bool = False) -> IntegrationVersion:
+def get_version_for(user: AnyUser, slug: str, number: int, *, write: bool = False) -> IntegrationVersion:
     """Published version ``number`` of integration ``slug`` as the user sees it; with
     ``write``, of an integration they publish for."""
     versions = _scope(IntegrationVersion.objects.select_related("integration__owner"), user, write)
     return _get(versions, "version", f"{slug} v{number}", integration__slug=slug, number=number)
 
 
-def get_instance_for(user, pk, *, write: bool = False) -> Instance:
+def get_instance_for(user: AnyUser, pk: object, *, write: bool = False) -> Instance:
     instances = _scope(Instance.objects.select_related("organization", "version__integration__owner"), user, write)
     return _get(instances, "instance", pk, pk=pk)
 
 
-def get_device_for(user, pk, *, write: bool = False) -> Device:
+def get_device_for(user: AnyUser, pk: object, *, write: bool = False) -> Device:
     return _get(_scope(Device.objects.select_related("organization"), user, write), "device", pk, pk=pk)
 
 
-def get_run_for(user, pk, *, write: bool = False) -> HandlerRun:
+def get_run_for(user: AnyUser, pk: object, *, write: bool = False) -> HandlerRun:
     """A run as the user may see it (``sees_run_details`` says whether its details show);
     with ``write`` (delete, replay), one of their own organization's instances."""
     runs = _scope(HandlerRun.objects.select_related("instance__organization", "instance__version__integration"),

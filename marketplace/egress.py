@@ -30,6 +30,7 @@ import functools
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -132,7 +133,7 @@ class EgressPolicy:
         return None
 
 
-def _in(ip: Address, networks) -> bool:
+def _in(ip: Address, networks: Iterable[Network]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
@@ -181,7 +182,7 @@ def literal_addresses(host: str) -> list[Address] | None:
     return None
 
 
-def networks(values) -> tuple[Network, ...]:
+def networks(values: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
 
 
@@ -245,10 +246,10 @@ def platform_endpoints() -> tuple[tuple[str, str, int], ...]:
 def _services(endpoints: tuple[tuple[str, str, int], ...]) -> tuple[Service, ...]:
     services = []
     for kind, host, port in endpoints:
-        addresses = set(literal_addresses(host) or ())
+        addresses: set[Address | None] = set(literal_addresses(host) or ())
         if not addresses:
             try:
-                addresses = {parse_address(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+                addresses = {parse_address(str(info[4][0])) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
             except OSError:
                 addresses = set()  # the name still matches by itself (EgressPolicy.host_refusal)
         services.append(Service(kind, host, port, frozenset(a for a in addresses if a is not None)))
@@ -256,12 +257,12 @@ def _services(endpoints: tuple[tuple[str, str, int], ...]) -> tuple[Service, ...
 
 
 @functools.cache
-def own_addresses() -> frozenset:
+def own_addresses() -> frozenset[Address]:
     """This machine's addresses besides loopback: those of its host name and the source
     address of its default route (a UDP "connect" sends nothing)."""
-    found = set()
+    found: set[str] = set()
     try:
-        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)}
+        found |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)}
     except OSError:
         pass
     for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):

@@ -7,13 +7,15 @@ can be tied to the field that caused it (``"__all__"`` when none applies).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 
 
 class DomainError(Exception):
     status_code = 400
 
-    def __init__(self, message: str | None = None, *, field: str | None = None, errors: dict | None = None):
+    def __init__(self, message: str | None = None, *, field: str | None = None, errors: dict[str, Any] | None = None) -> None:
         if errors is None:
             errors = {field or "__all__": [message]}
         self.errors: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in errors.items()}
@@ -69,6 +71,6 @@ class QuotaExceeded(DomainError):
 
     status_code = 429
 
-    def __init__(self, message: str | None = None, *, code: str = "quota_exceeded", **kwargs):
+    def __init__(self, message: str | None = None, *, code: str = "quota_exceeded", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.code = code

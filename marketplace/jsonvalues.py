@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 
@@ -55,7 +55,7 @@ def _check_nesting(text: str, limit: int) -> None:
             depth -= 1
 
 
-def _constant(name: str):
+def _constant(name: str) -> NoReturn:
     raise JSONRefused("json_not_finite", f"{name} is not a JSON number")
 
 
@@ -70,8 +70,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise JSONRefused("json_duplicate_key", f"the key {_short(duplicate)} appears twice in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise JSONRefused("json_duplicate_key", f"the key {_short(key)} appears twice in one object")
+            seen.add(key)
     return out
 
 

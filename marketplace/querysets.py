@@ -15,16 +15,30 @@ Conditions are subqueries over forward foreign keys, so no row appears twice.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Self, TypeAlias
+
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Q
 
 from .choices import Role, VersionState, Visibility
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from .models import Integration, Organization
+
+    # Who a query is asked for: a logged-in user or the anonymous one; where None is also
+    # taken (no one: nothing is visible), AnyUser.
+    User: TypeAlias = AbstractBaseUser | AnonymousUser
+    AnyUser: TypeAlias = User | None
+    Roles: TypeAlias = Iterable[str]
+
 ALL_ROLES = tuple(Role.values)
 PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
 
 
-def _organizations_of(user, roles=None):
+def _organizations_of(user: AnyUser, roles: Roles | None = None) -> models.QuerySet:
     from .models import Membership
 
     memberships = Membership.objects.filter(user=user)
@@ -33,7 +47,7 @@ def _organizations_of(user, roles=None):
     return memberships.values("organization")
 
 
-def _in_organizations(path: str, user, roles) -> Q:
+def _in_organizations(path: str, user: AnyUser, roles: Roles | None) -> Q:
     return Q(**{f"{path}__in": _organizations_of(user, roles)})
 
 
@@ -41,7 +55,7 @@ class ScopedQuerySet(models.QuerySet):
     """Shared by every organization-owned row: ``_scoped`` settles anonymous users and
     superusers once, and builds ``condition(user)`` for everyone else."""
 
-    def _scoped(self, user, condition):
+    def _scoped(self, user: AnyUser, condition: Callable[[AnyUser], Q]) -> Self:
         if user is None or not user.is_authenticated:
             return self.none()
         if user.is_superuser:
@@ -57,8 +71,8 @@ class OrganizationRowsQuerySet(ScopedQuerySet):
     organization_path = "organization"
     publisher_path: str | None = None
 
-    def visible_to(self, user, *, roles=ALL_ROLES):
-        def condition(user):
+    def visible_to(self, user: AnyUser, *, roles: Roles = ALL_ROLES) -> Self:
+        def condition(user: AnyUser) -> Q:
             own = _in_organizations(self.organization_path, user, roles)
             if self.publisher_path:
                 return own | _in_organizations(self.publisher_path, user, PUBLISHING_ROLES)
@@ -66,7 +80,7 @@ class OrganizationRowsQuerySet(ScopedQuerySet):
 
         return self._scoped(user, condition)
 
-    def changeable_by(self, user, *, roles=ALL_ROLES):
+    def changeable_by(self, user: AnyUser, *, roles: Roles = ALL_ROLES) -> Self:
         return self._scoped(user, lambda user: _in_organizations(self.organization_path, user, roles))
 
 
@@ -76,12 +90,12 @@ class PublisherRowsQuerySet(ScopedQuerySet):
 
     integration_path = "integration"
 
-    def visible_to(self, user):
+    def visible_to(self, user: User) -> Self:
         from .models import Integration
 
         return self.filter(**{f"{self.integration_path}__in": Integration.objects.visible_to(user).values("pk")})
 
-    def changeable_by(self, user):
+    def changeable_by(self, user: AnyUser) -> Self:
         return self._scoped(user, lambda user: _in_organizations(f"{self.integration_path}__owner", user, PUBLISHING_ROLES))
 
 
@@ -93,13 +107,13 @@ class OrganizationQuerySet(OrganizationRowsQuerySet):
 
 
 class IntegrationQuerySet(models.QuerySet):
-    def public(self):
+    def public(self) -> Self:
         return self.filter(visibility=Visibility.PUBLIC)
 
-    def owned_by(self, organizations):
+    def owned_by(self, organizations: Iterable[Organization] | models.QuerySet) -> Self:
         return self.filter(owner__in=organizations)
 
-    def visible_to(self, user):
+    def visible_to(self, user: User) -> Self:
         """Public integrations, plus private ones of the user's organizations."""
         if user.is_authenticated and user.is_superuser:
             return self.all()
@@ -108,7 +122,7 @@ class IntegrationQuerySet(models.QuerySet):
         # A subquery, not a join: no duplicate rows, so listings need no DISTINCT.
         return self.filter(Q(visibility=Visibility.PUBLIC) | Q(owner__in=_organizations_of(user)))
 
-    def editable_by(self, user):
+    def editable_by(self, user: User) -> Self:
         """What a user may change: everything for superusers, else the integrations of
         organizations where they are owner or publisher."""
         if not user.is_authenticated:
@@ -117,7 +131,7 @@ class IntegrationQuerySet(models.QuerySet):
             return self.all()
         return self.filter(owner__in=_organizations_of(user, PUBLISHING_ROLES))
 
-    def installable(self):
+    def installable(self) -> Self:
         """Integrations with at least one published, available version."""
         from .models import IntegrationVersion
 
@@ -125,13 +139,13 @@ class IntegrationQuerySet(models.QuerySet):
             Exists(IntegrationVersion.objects.available().filter(integration=OuterRef("pk")))
         )
 
-    def search(self, text: str):
+    def search(self, text: str) -> Self:
         text = (text or "").strip()
         if not text:
             return self
         return self.filter(Q(name__icontains=text) | Q(summary__icontains=text) | Q(description__icontains=text))
 
-    def for_listing(self):
+    def for_listing(self) -> Self:
         return self.select_related("category", "owner").annotate(
             latest_number=Max("versions__number", filter=Q(versions__state=VersionState.PUBLISHED)),
             instance_count=Count("versions__instances", distinct=True),
@@ -139,7 +153,7 @@ class IntegrationQuerySet(models.QuerySet):
 
 
 class VersionQuerySet(PublisherRowsQuerySet):
-    def visible_to(self, user):
+    def visible_to(self, user: User) -> Self:
         """Published versions of the integrations the user sees, and every version (drafts
         included) of the integrations they publish."""
         from .models import Integration
@@ -151,17 +165,17 @@ class VersionQuerySet(PublisherRowsQuerySet):
             return self.all()
         return self.filter(published | _in_organizations("integration__owner", user, PUBLISHING_ROLES))
 
-    def editable_by(self, user):
+    def editable_by(self, user: AnyUser) -> Self:
         """Versions of the integrations ``user`` may change (``Integration.editable_by``)."""
         return self.changeable_by(user)
 
-    def published(self):
+    def published(self) -> Self:
         return self.filter(state=VersionState.PUBLISHED)
 
-    def drafts(self):
+    def drafts(self) -> Self:
         return self.filter(state=VersionState.DRAFT)
 
-    def available(self):
+    def available(self) -> Self:
         return self.published().filter(available=True)
 
 
@@ -171,17 +185,17 @@ class InstanceQuerySet(OrganizationRowsQuerySet):
 
     publisher_path = "version__integration__owner"
 
-    def for_listing(self):
+    def for_listing(self) -> Self:
         # Instance.__str__ names its version, whose __str__ names the integration.
         return self.select_related("organization", "version__integration")
 
-    def for_organizations(self, organizations):
+    def for_organizations(self, organizations: Iterable[Organization] | models.QuerySet) -> Self:
         return self.filter(organization__in=organizations)
 
-    def enabled(self):
+    def enabled(self) -> Self:
         return self.filter(enabled=True)
 
-    def of_integration(self, integration):
+    def of_integration(self, integration: Integration) -> Self:
         return self.filter(version__integration=integration)
 
 
@@ -193,17 +207,17 @@ class RunQuerySet(OrganizationRowsQuerySet):
     organization_path = "instance__organization"
     publisher_path = "instance__version__integration__owner"
 
-    def with_details_for(self, user):
+    def with_details_for(self, user: AnyUser) -> Self:
         """Runs whose input, result, logs and error texts ``user`` sees: those of their own
         organizations' instances, in any role (``access.sees_run_details``)."""
         return self.changeable_by(user)
 
-    def for_listing(self):
+    def for_listing(self) -> Self:
         return self.select_related("instance__version__integration")
 
 
 class DeviceQuerySet(OrganizationRowsQuerySet):
-    def for_listing(self):
+    def for_listing(self) -> Self:
         return self.select_related("organization")
 
 
@@ -212,14 +226,14 @@ class ContainerEntryQuerySet(OrganizationRowsQuerySet):
 
     organization_path = "instance__organization"
 
-    def for_listing(self):
+    def for_listing(self) -> Self:
         return self.select_related("instance__version__integration")
 
 
 class CacheEntryQuerySet(OrganizationRowsQuerySet):
     """Cache entries belong to an organization directly (tenant entries have no instance)."""
 
-    def for_listing(self):
+    def for_listing(self) -> Self:
         return self.select_related("organization", "instance__version__integration")
 
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import SchemaError
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator as SchemaValidator
 
 __all__ = ["SchemaError", "Validator", "check_schema", "validator"]
 
@@ -35,7 +38,7 @@ _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 
 
 @lru_cache(maxsize=512)
-def _compiled(pattern: str):
+def _compiled(pattern: str) -> re2._Regexp | None:
     """The RE2 program for ``pattern``, or None when RE2 cannot run it."""
     try:
         return re2.compile(pattern, _OPTIONS)
@@ -53,7 +56,7 @@ def _unsupported(pattern: str) -> ValidationError:
     return ValidationError(f"the pattern {pattern!r} cannot be checked (look-around and back-references are not supported)")
 
 
-def _pattern(validator, pattern, instance, schema):
+def _pattern(validator: SchemaValidator, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "string"):
         return
     found = _search(pattern, instance)
@@ -63,7 +66,9 @@ def _pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator, pattern_properties, instance, schema):
+def _pattern_properties(
+    validator: SchemaValidator, pattern_properties: dict, instance: Any, schema: dict
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pattern_properties.items():
@@ -75,7 +80,9 @@ def _pattern_properties(validator, pattern_properties, instance, schema):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def _additional_properties(validator, additional, instance, schema):
+def _additional_properties(
+    validator: SchemaValidator, additional: Any, instance: Any, schema: dict
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     properties = schema.get("properties", {})
@@ -136,7 +143,7 @@ def check_schema(schema: Any) -> None:
         raise SchemaError("unevaluatedProperties cannot be combined with patternProperties")
 
 
-def validator(schema: Any, *, format_checker: bool = False) -> Validator:
+def validator(schema: Any, *, format_checker: bool = False) -> SchemaValidator:
     """A validator for a schema already checked with ``check_schema``; ``format_checker``
     turns on Draft 2020-12's format assertions."""
     return Validator(schema, format_checker=Validator.FORMAT_CHECKER if format_checker else None)

@@ -7,7 +7,7 @@ import mimetypes
 import re
 import warnings
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -18,12 +18,15 @@ from PIL import Image
 from . import egress, schemas
 from .choices import ResourceKind
 
+if TYPE_CHECKING:
+    from django.core.files import File
+
 SECRET_MASK = "********"
 
 
 # --- Icons ------------------------------------------------------------------------------------
 
-def validate_icon(upload) -> None:
+def validate_icon(upload: File) -> None:
     """A PNG, square, between JUNCTION_ICON_MIN_PX and JUNCTION_ICON_MAX_PX on a side and at
     most JUNCTION_ICON_MAX_BYTES. Dimensions are read from the header before any pixel is
     decoded, so a decompression bomb is refused without being inflated."""
@@ -86,7 +89,7 @@ def attachment_content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def validate_attachment(upload) -> None:
+def validate_attachment(upload: File) -> None:
     name = PurePosixPath(getattr(upload, "name", "") or "").name
     max_bytes = settings.JUNCTION_ATTACHMENT_MAX_BYTES
     if not name:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -9,7 +10,10 @@ from django.db import IntegrityError, transaction
 from .. import access
 from ..exceptions import Conflict, InvalidInput
 from ..models import ApiEndpoint, ApiField, ApiModel, ApiSchema, Integration
-from ..packaging.openapi import OpenApiError, check_document, index_document, load_document
+from ..packaging.openapi import IndexedDocument, OpenApiError, check_document, index_document, load_document
+
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
 
 DOCUMENT_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -48,7 +52,7 @@ def parse_api_document(*, name: str, source: str) -> dict:
 
 
 @transaction.atomic
-def upload_api_schema(*, integration: Integration, name: str, source: str, user=None) -> ApiSchema:
+def upload_api_schema(*, integration: Integration, name: str, source: str, user: AnyUser = None) -> ApiSchema:
     """Store an OpenAPI 3.x or Swagger 2.0 document (JSON or YAML) under ``name`` for
     ``integration`` and index its endpoints, models and fields. A document of the same name
     is replaced, index included. Broken documents raise InvalidInput; nothing is written."""
@@ -75,7 +79,7 @@ def upload_api_schema(*, integration: Integration, name: str, source: str, user=
     return schema
 
 
-def reindex(schema: ApiSchema, indexed=None) -> ApiSchema:
+def reindex(schema: ApiSchema, indexed: IndexedDocument | None = None) -> ApiSchema:
     """Replace the index rows of ``schema`` from its stored document."""
     indexed = indexed or index_document(schema.document or {})
     schema.endpoints.all().delete()
@@ -116,7 +120,7 @@ def naming_versions(schema: ApiSchema) -> list[tuple[str, str]]:
 
 
 @transaction.atomic
-def delete_api_schema(*, schema: ApiSchema, user=None) -> None:
+def delete_api_schema(*, schema: ApiSchema, user: AnyUser = None) -> None:
     """Delete an uploaded document no version names. Published versions keep theirs (they
     cannot change, and their API is documented by it) and the draft would stop validating:
     both refuse the delete; uploading a document of the same name replaces it."""

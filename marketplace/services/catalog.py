@@ -1,6 +1,8 @@
 """Creating integrations, giving them unique slugs, and editing what the catalog shows of them."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
@@ -9,6 +11,9 @@ from ..choices import Visibility
 from ..exceptions import InvalidInput
 from ..models import Category, Integration, Organization
 from .common import full_clean
+
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
 
 
 def unique_slug(name: str, *, exclude_pk: int | None = None) -> str:
@@ -30,7 +35,7 @@ def create_integration(
     category: Category | None = None,
     visibility: str = Visibility.PUBLIC,
     slug: str | None = None,
-    user=None,
+    user: AnyUser = None,
 ) -> Integration:
     """Create an integration owned by ``organization`` (no versions yet)."""
     access.require_role(user, organization, access.PUBLISHING_ROLES)
@@ -57,19 +62,20 @@ def create_integration(
 
 
 # Marks the fields a caller leaves as they are (``None`` is a value: no category).
-UNCHANGED = object()
+# Typed Any so that the parameters defaulting to it keep the type a caller passes.
+UNCHANGED: Any = object()
 
 
 @transaction.atomic
 def update_integration(
     *,
     integration: Integration,
-    user,
-    name=UNCHANGED,
-    summary=UNCHANGED,
-    description=UNCHANGED,
-    category=UNCHANGED,
-    visibility=UNCHANGED,
+    user: AnyUser,
+    name: str | None = UNCHANGED,
+    summary: str = UNCHANGED,
+    description: str = UNCHANGED,
+    category: Category | None = UNCHANGED,
+    visibility: str = UNCHANGED,
 ) -> Integration:
     """Change what the catalog shows of ``integration``: its name, summary, description,
     category and visibility; fields not given stay. Owners and publishers of its

@@ -8,6 +8,7 @@ adds the preview the admin's confirmation page shows, instances first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -23,6 +24,9 @@ from ..models import (
     IntegrationVersion,
     ResourceBinding,
 )
+
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
 
 
 @dataclass
@@ -66,7 +70,7 @@ def _timer_schedules(integration: Integration) -> int:
 
 
 @transaction.atomic
-def delete_integration(*, integration: Integration, user=None) -> DeletionSummary:
+def delete_integration(*, integration: Integration, user: AnyUser = None) -> DeletionSummary:
     """Delete ``integration`` with its versions, instances (and their bindings, storage,
     cache, runs and schedules), attachments, API schemas, icon and files. Forks survive
     with ``forked_from`` cleared. Returns what was deleted."""

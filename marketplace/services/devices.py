@@ -11,6 +11,8 @@ every front door gets the same messages.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
@@ -21,8 +23,12 @@ from ..models import Device, Instance, Organization
 from ..validators import dsn_keeping_password
 from .common import full_clean
 
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
+
 # Marks the fields a caller leaves as they are.
-UNCHANGED = object()
+# Typed Any so that the parameters defaulting to it keep the type a caller passes.
+UNCHANGED: Any = object()
 
 
 @transaction.atomic
@@ -35,7 +41,7 @@ def create_device(
     dsn: str = "",
     credentials: dict | None = None,
     headers: dict | None = None,
-    user,
+    user: AnyUser,
 ) -> Device:
     """Create a device of ``organization`` (PermissionDenied for non-members). Raises
     InvalidInput keyed by field: a name the organization already uses, a missing or
@@ -53,12 +59,12 @@ def create_device(
 def update_device(
     *,
     device: Device,
-    user,
-    organization=UNCHANGED,
-    name=UNCHANGED,
-    kind=UNCHANGED,
-    base_url=UNCHANGED,
-    dsn=UNCHANGED,
+    user: AnyUser,
+    organization: Organization = UNCHANGED,
+    name: str | None = UNCHANGED,
+    kind: str = UNCHANGED,
+    base_url: str | None = UNCHANGED,
+    dsn: str | None = UNCHANGED,
     credentials: dict | None = None,
     headers: dict | None = None,
 ) -> Device:
@@ -89,7 +95,7 @@ def update_device(
 
 
 @transaction.atomic
-def delete_device(*, device: Device, user) -> None:
+def delete_device(*, device: Device, user: AnyUser) -> None:
     """Delete ``device``. A device bound to instances is refused (Conflict) with the
     instances named: unbind or uninstall them first."""
     device = _locked(device, user)
@@ -103,7 +109,7 @@ def delete_device(*, device: Device, user) -> None:
         raise
 
 
-def _locked(device: Device, user) -> Device:
+def _locked(device: Device, user: AnyUser) -> Device:
     """The device's row, locked, if ``user`` may change it (NotFound otherwise)."""
     device = access.get_device_for(user, device.pk, write=True)
     return Device.objects.select_for_update().get(pk=device.pk)
@@ -122,7 +128,7 @@ def _refuse_if_bound(device: Device, what: str, field: str = "__all__") -> None:
         )
 
 
-def _free_name(device: Device, name) -> str:
+def _free_name(device: Device, name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("a name is required", field="name")
@@ -132,7 +138,7 @@ def _free_name(device: Device, name) -> str:
     return name
 
 
-def _secrets(field: str, value) -> dict:
+def _secrets(field: str, value: object) -> dict:
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise InvalidInput('must be a JSON object, e.g. {"token": "..."}', field=field)
     return value

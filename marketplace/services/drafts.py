@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -9,6 +10,9 @@ from django.db import IntegrityError, transaction
 from .. import access, jsonvalues
 from ..exceptions import Conflict, ImmutableVersion, InvalidInput
 from ..models import Integration, IntegrationVersion
+
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
 
 
 def starter_manifest(integration: Integration) -> dict:
@@ -24,7 +28,7 @@ def starter_manifest(integration: Integration) -> dict:
     }
 
 
-def check_bundle(files) -> dict[str, str]:
+def check_bundle(files: object) -> dict[str, str]:
     """Bundle shape: a mapping of relative POSIX paths to Lua source text, within caps."""
     if not isinstance(files, dict):
         raise InvalidInput("files must be an object mapping paths to Lua source", field="files")
@@ -46,7 +50,7 @@ def check_bundle(files) -> dict[str, str]:
 
 
 @transaction.atomic
-def create_draft(*, integration: Integration, user=None, from_latest: bool = True) -> IntegrationVersion:
+def create_draft(*, integration: Integration, user: AnyUser = None, from_latest: bool = True) -> IntegrationVersion:
     """Open the draft of ``integration``: a copy of the latest published version (or a
     starter manifest when there is none, or when ``from_latest`` is False)."""
     access.require_can_publish(user, integration)
@@ -67,13 +71,13 @@ def create_draft(*, integration: Integration, user=None, from_latest: bool = Tru
     return draft
 
 
-def get_or_create_draft(*, integration: Integration, user=None) -> IntegrationVersion:
+def get_or_create_draft(*, integration: Integration, user: AnyUser = None) -> IntegrationVersion:
     return integration.versions.drafts().first() or create_draft(integration=integration, user=user)
 
 
 @transaction.atomic
 def update_draft(
-    *, draft: IntegrationVersion, manifest: dict | None = None, files: dict | None = None, user=None
+    *, draft: IntegrationVersion, manifest: dict | None = None, files: dict | None = None, user: AnyUser = None
 ) -> IntegrationVersion:
     """Replace the draft's manifest and/or bundle. Published versions are refused."""
     access.require_can_publish(user, draft.integration)
@@ -95,7 +99,7 @@ def update_draft(
 
 
 @transaction.atomic
-def discard_draft(*, draft: IntegrationVersion, user=None) -> None:
+def discard_draft(*, draft: IntegrationVersion, user: AnyUser = None) -> None:
     access.require_can_publish(user, draft.integration)
     # Read the row under the same lock publish_version takes: the caller's object may be
     # a draft that was published since.

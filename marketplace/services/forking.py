@@ -1,6 +1,8 @@
 """Forking: a copy of an integration under a new name, owned by the forking organization."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 
 from .. import access
@@ -8,6 +10,11 @@ from ..choices import Visibility
 from ..models import Attachment, Integration, IntegrationVersion, Organization
 from .catalog import create_integration
 from .media import copy_file, removed_on_error
+
+if TYPE_CHECKING:
+    from django.db.models.fields.files import FieldFile
+
+    from ..querysets import AnyUser
 
 
 @transaction.atomic
@@ -17,7 +24,7 @@ def fork_integration(
     organization: Organization,
     name: str,
     description: str | None = None,
-    user=None,
+    user: AnyUser = None,
 ) -> Integration:
     """Create a new integration owned by ``organization`` with a new name, slug and
     description, holding a draft copy of the source's latest content (the latest published
@@ -44,7 +51,7 @@ def fork_integration(
         origin = source.versions.drafts().first()
     if origin is not None:
         IntegrationVersion.objects.create(integration=fork, manifest=origin.manifest, files=dict(origin.files))
-    written = []
+    written: list[FieldFile] = []
     with removed_on_error(written):
         if source.icon:
             fork.icon.save("icon.png", copy_file(source.icon, "icon.png"), save=False)

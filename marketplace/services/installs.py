@@ -21,7 +21,10 @@ JUNCTION_LIFECYCLE_STALL_SECONDS have passed.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -36,10 +39,13 @@ from ..models import Device, Instance, IntegrationVersion, Organization, Pending
 from ..packaging.validation import cap_report
 from ..validators import SECRET_MASK, secret_fields, validate_config
 
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
+
 log = logging.getLogger(__name__)
 
 
-def _runtime():
+def _runtime() -> tuple[ModuleType, ModuleType]:
     # The runtime app builds on marketplace; imported late so marketplace loads on its own.
     from runtime import lifecycle, schedules
 
@@ -57,7 +63,7 @@ def _check_installable(version: IntegrationVersion) -> None:
         raise NotInstallable("; ".join(issue.message for issue in over.errors), field="version")
 
 
-def _resolve_config(version: IntegrationVersion, values, previous_secrets: dict | None = None) -> tuple[dict, dict]:
+def _resolve_config(version: IntegrationVersion, values: object, previous_secrets: dict | None = None) -> tuple[dict, dict]:
     """Validate config against the version's configSchema and split it into plain and
     secret parts. A secret sent back masked (or left out) keeps its previous value."""
     if values is None:
@@ -85,7 +91,7 @@ def _resolve_config(version: IntegrationVersion, values, previous_secrets: dict 
     return plain, secret
 
 
-def _resolve_bindings(version: IntegrationVersion, organization: Organization, bindings) -> dict[str, Device]:
+def _resolve_bindings(version: IntegrationVersion, organization: Organization, bindings: object) -> dict[str, Device]:
     """Every resource the manifest declares must be bound to a device of ``organization``
     of the same kind; nothing else may be bound."""
     bindings = bindings or {}
@@ -117,7 +123,7 @@ def _resolve_bindings(version: IntegrationVersion, organization: Organization, b
     return resolved
 
 
-def _is_id(value) -> bool:
+def _is_id(value: object) -> bool:
     # bool is an int in Python: JSON ``true`` must not bind device 1.
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -131,7 +137,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _device_id(value):
+def _device_id(value: object) -> object:
     if isinstance(value, Device):
         return value.pk
     if isinstance(value, str) and value.strip().isdigit():
@@ -151,7 +157,7 @@ def _has_handlers(instance: Instance, moment: str) -> bool:
     return bool(_runtime()[0].lifecycle_handlers(instance, moment))
 
 
-def _stalled(instance: Instance, now=None) -> bool:
+def _stalled(instance: Instance, now: datetime | None = None) -> bool:
     """Whether a lifecycle moment began so long ago that its process must be gone: its
     handlers each end within their timeout plus the kill margin."""
     since = instance.state_changed_at
@@ -181,7 +187,9 @@ def _require_live(instance: Instance, doing: str) -> None:
     )
 
 
-def _run_moment(instance: Instance, moment: str, undo, input: dict | None = None) -> None:
+def _run_moment(
+    instance: Instance, moment: str, undo: Callable[[Instance, str], Instance | None], input: dict | None = None
+) -> None:
     """Step 2: run the moment's handlers, no transaction open. On a failure ``undo``
     (step 3's other branch) records it, and the failure is raised with the instance as
     left (``LifecycleFailed.instance``)."""
@@ -222,7 +230,7 @@ def install_version(
     name: str,
     config: dict | None = None,
     bindings: dict | None = None,
-    user=None,
+    user: AnyUser = None,
 ) -> Instance:
     """Install a published, available version for ``organization``.
 
@@ -247,7 +255,10 @@ def install_version(
 
 
 @transaction.atomic
-def _write_install(*, version, organization, name, config, bindings, user) -> Instance:
+def _write_install(
+    *, version: IntegrationVersion, organization: Organization, name: str, config: dict | None,
+    bindings: dict | None, user: AnyUser,
+) -> Instance:
     """Step 1: check everything and write the instance, active when the version has no
     install handler, else ``installing`` with its bindings and its timers held."""
     access.require_role(user, organization)
@@ -313,7 +324,7 @@ def _locked(instance: Instance) -> Instance:
 
 @transaction.atomic
 def reconfigure_instance(
-    *, instance: Instance, config: dict | None = None, bindings: dict | None = None, name: str | None = None, user=None
+    *, instance: Instance, config: dict | None = None, bindings: dict | None = None, name: str | None = None, user: AnyUser = None
 ) -> Instance:
     """Change an instance's config, bindings or name; each is re-validated in full.
     Secret values sent back masked keep their stored value. Refused (Conflict) while a
@@ -340,7 +351,7 @@ def reconfigure_instance(
 
 def upgrade_instance(
     *, instance: Instance, version: IntegrationVersion, config: dict | None = None, bindings: dict | None = None,
-    user=None,
+    user: AnyUser = None,
 ) -> Instance:
     """Move an instance to another available version of the same integration (up or
     down). Config is re-validated against the new configSchema (the current values when
@@ -363,7 +374,9 @@ def upgrade_instance(
 
 
 @transaction.atomic
-def _write_upgrade(*, instance, version, config, bindings, user) -> tuple[Instance, int]:
+def _write_upgrade(
+    *, instance: Instance, version: IntegrationVersion, config: dict | None, bindings: dict | None, user: AnyUser,
+) -> tuple[Instance, int]:
     """Step 1: check and write the new version, config and bindings; with upgrade
     handlers, as ``upgrading`` with a PendingUpgrade. Returns the instance and the
     previous version's number."""
@@ -428,7 +441,7 @@ def _roll_back_upgrade(instance: Instance, message: str) -> Instance | None:
 
 
 @transaction.atomic
-def set_instance_enabled(*, instance: Instance, enabled: bool, user=None) -> Instance:
+def set_instance_enabled(*, instance: Instance, enabled: bool, user: AnyUser = None) -> Instance:
     """A disabled instance keeps its config and data but none of its handlers run."""
     access.require_role(user, instance.organization)
     instance = _locked(instance)
@@ -441,7 +454,7 @@ def set_instance_enabled(*, instance: Instance, enabled: bool, user=None) -> Ins
 
 # --- Uninstalling -------------------------------------------------------------------------------
 
-def uninstall_instance(*, instance: Instance, user=None) -> None:
+def uninstall_instance(*, instance: Instance, user: AnyUser = None) -> None:
     """Remove an instance with its bindings, storage, cache, runs and timer schedules.
 
     Its uninstall handlers run first, with the instance committed ``uninstalling`` (timers
@@ -458,7 +471,7 @@ def uninstall_instance(*, instance: Instance, user=None) -> None:
 
 
 @transaction.atomic
-def _begin_uninstall(*, instance: Instance, user) -> Instance | None:
+def _begin_uninstall(*, instance: Instance, user: AnyUser) -> Instance | None:
     """Step 1: delete the instance now (None) when no handler is to run, else mark it
     ``uninstalling`` and return it."""
     access.require_role(user, instance.organization)
@@ -479,7 +492,7 @@ def _begin_uninstall(*, instance: Instance, user) -> Instance | None:
 
 # --- Housekeeping -------------------------------------------------------------------------------
 
-def settle_stalled_instances(*, now=None) -> int:
+def settle_stalled_instances(*, now: datetime | None = None) -> int:
     """Finish lifecycle moments whose process died mid-way (a crash between the steps):
     an install becomes ``failed``, an upgrade is rolled back, an uninstall is done; each
     with ``last_error`` saying so. Only moments older than JUNCTION_LIFECYCLE_STALL_SECONDS

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,6 +23,13 @@ from ..signals import delete_file_on_commit
 from ..validators import attachment_content_type, validate_attachment, validate_icon
 from .common import full_clean
 
+if TYPE_CHECKING:
+    from django.core.files import File
+    from django.core.files.storage import Storage
+    from django.db.models.fields.files import FieldFile
+
+    from ..querysets import AnyUser
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +42,7 @@ def make_thumbnail(data: bytes) -> bytes:
 
 
 @transaction.atomic
-def set_icon(*, integration: Integration, upload, user=None) -> Integration:
+def set_icon(*, integration: Integration, upload: File, user: AnyUser = None) -> Integration:
     """Replace the icon (square PNG, 400 px or more) and its listing thumbnail."""
     access.require_can_publish(user, integration)
     try:
@@ -53,7 +62,7 @@ def set_icon(*, integration: Integration, upload, user=None) -> Integration:
 
 
 @transaction.atomic
-def clear_icon(*, integration: Integration, user=None) -> Integration:
+def clear_icon(*, integration: Integration, user: AnyUser = None) -> Integration:
     access.require_can_publish(user, integration)
     delete_file_on_commit(integration.icon)
     delete_file_on_commit(integration.icon_thumbnail)
@@ -63,7 +72,7 @@ def clear_icon(*, integration: Integration, user=None) -> Integration:
 
 
 @transaction.atomic
-def add_attachment(*, integration: Integration, upload, title: str = "", user=None) -> Attachment:
+def add_attachment(*, integration: Integration, upload: File, title: str = "", user: AnyUser = None) -> Attachment:
     """Store a document with the integration. Executable and HTML types are refused."""
     access.require_can_publish(user, integration)
     try:
@@ -87,7 +96,7 @@ def add_attachment(*, integration: Integration, upload, title: str = "", user=No
 
 
 @transaction.atomic
-def rename_attachment(*, attachment: Attachment, title: str, user) -> Attachment:
+def rename_attachment(*, attachment: Attachment, title: str, user: AnyUser) -> Attachment:
     """Give ``attachment`` a new title; the stored file never changes (remove the
     attachment and add another). An empty title becomes the file's name, as when adding."""
     access.require_can_publish(user, attachment.integration)
@@ -100,18 +109,18 @@ def rename_attachment(*, attachment: Attachment, title: str, user) -> Attachment
 
 
 @transaction.atomic
-def remove_attachment(*, attachment: Attachment, user=None) -> None:
+def remove_attachment(*, attachment: Attachment, user: AnyUser = None) -> None:
     access.require_can_publish(user, attachment.integration)
     attachment.delete()
 
 
-def copy_file(field_file, name: str) -> ContentFile:
+def copy_file(field_file: FieldFile, name: str) -> ContentFile:
     with field_file.open("rb") as handle:
         return ContentFile(handle.read(), name=name)
 
 
 @contextmanager
-def removed_on_error(field_files: list):
+def removed_on_error(field_files: list[FieldFile]) -> Iterator[None]:
     """Files are written before their row; if saving the row fails, remove them again.
     ``field_files`` is read when the error happens, so callers may append as they write."""
     try:
@@ -128,7 +137,7 @@ def removed_on_error(field_files: list):
 MANAGED_FOLDERS = {"default": ("icons",), "private": ("attachments",)}
 
 
-def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list[str]:
+def sweep_orphan_files(*, older_than: timedelta | None = None, now: datetime | None = None) -> list[str]:
     """Delete stored files no row refers to, last written more than ``older_than`` ago
     (JUNCTION_ORPHAN_FILE_HOURS), and return their names.
 
@@ -142,7 +151,7 @@ def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list
         *Integration.objects.exclude(icon_thumbnail="").values_list("icon_thumbnail", flat=True),
         *Attachment.objects.values_list("file", flat=True),
     }
-    removed = []
+    removed: list[str] = []
     for alias, folders in MANAGED_FOLDERS.items():
         storage = storages[alias]
         for name in _stored_files(storage, folders):
@@ -160,8 +169,9 @@ def sweep_orphan_files(*, older_than: timedelta | None = None, now=None) -> list
     return removed
 
 
-def _stored_files(storage, folders) -> list[str]:
-    names, pending = [], list(folders)
+def _stored_files(storage: Storage, folders: Iterable[str]) -> list[str]:
+    names: list[str] = []
+    pending = list(folders)
     while pending:
         folder = pending.pop()
         try:

@@ -3,7 +3,9 @@
 publish — in one atomic step for CI/CD."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from django.db import transaction
 
@@ -18,12 +20,15 @@ from .catalog import create_integration, unique_slug
 from .drafts import check_bundle, create_draft, update_draft
 from .publishing import publish_version
 
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
+
 
 def export_filename(version: IntegrationVersion) -> str:
     return f"{version.integration.slug}-{version.label}.zip"
 
 
-def export_version(*, version: IntegrationVersion, user=None) -> bytes:
+def export_version(*, version: IntegrationVersion, user: AnyUser = None) -> bytes:
     """The package of ``version`` as .zip bytes: manifest.json, the Lua bundle, the API
     documents uploaded for the integration and README.md (the integration's description).
     A draft is exported only to its publishers; a published version to whoever sees it."""
@@ -40,7 +45,7 @@ def export_version(*, version: IntegrationVersion, user=None) -> bytes:
     )
 
 
-def load_package(source) -> Package:
+def load_package(source: str | os.PathLike | bytes | BinaryIO) -> Package:
     """Read a package (folder, .zip path, bytes or file object); refusals become InvalidInput."""
     try:
         package = read_package(source)
@@ -53,7 +58,7 @@ def load_package(source) -> Package:
 
 @transaction.atomic
 def import_package(
-    *, package: Package, integration: Integration | None = None, organization: Organization | None = None, user=None
+    *, package: Package, integration: Integration | None = None, organization: Organization | None = None, user: AnyUser = None
 ) -> IntegrationVersion:
     """Make ``package`` the draft of ``integration`` (replacing the content of its draft if it
     has one), or of a new integration of ``organization`` named after the manifest (title,
@@ -62,7 +67,8 @@ def import_package(
     draft. Everything or nothing is written."""
     if package.manifest_error is not None:
         raise InvalidInput(package.manifest_error[1], field="manifest.json")
-    manifest = package.manifest
+    # A dict whenever manifest_error is None (read_package).
+    manifest = cast(dict, package.manifest)
     bundle = check_bundle(package.bundle)
     documents = package.api_documents
     for name, source in documents.items():  # refuse broken documents before writing anything
@@ -82,12 +88,13 @@ def import_package(
     return update_draft(draft=draft, manifest=manifest, files=bundle, user=user)
 
 
-def _new_integration(manifest: dict, *, organization: Organization, readme: str | None, user) -> Integration:
+def _new_integration(manifest: dict, *, organization: Organization, readme: str | None, user: AnyUser) -> Integration:
     slug = manifest.get("name") if isinstance(manifest.get("name"), str) else ""
     name = manifest.get("title") if isinstance(manifest.get("title"), str) and manifest["title"].strip() else slug
     if not name:
         raise InvalidInput("the manifest needs a name (or title) to create an integration", field="manifest.name")
-    summary = manifest.get("description") if isinstance(manifest.get("description"), str) else ""
+    description = manifest.get("description")
+    summary = description if isinstance(description, str) else ""
     free = bool(slug) and not Integration.objects.filter(slug=slug).exists()
     return create_integration(
         organization=organization, name=name, slug=slug if free else unique_slug(name),
@@ -118,7 +125,7 @@ class PushResult:
 @transaction.atomic
 def push_package(
     *, package: Package, integration: Integration | None = None, organization: Organization | None = None,
-    publish: bool = False, notes: str = "", user=None,
+    publish: bool = False, notes: str = "", user: AnyUser = None,
 ) -> PushResult:
     """Import ``package`` as the draft (see ``import_package``; without ``integration`` the
     organization's integration matching the manifest is used, else a new one is created),
@@ -131,7 +138,7 @@ def push_package(
         raise InvalidInput("notes are required to publish: say what changed", field="notes")
     created = False
     if integration is None and organization is not None:
-        integration = find_push_target(package.manifest, organization=organization)
+        integration = find_push_target(cast(dict, package.manifest), organization=organization)
         created = integration is None
     draft = import_package(package=package, integration=integration, organization=organization, user=user)
     report = validate_version(draft)

@@ -1,6 +1,8 @@
 """Publishing a draft as numbered version N, and toggling a version's availability."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -11,6 +13,9 @@ from ..exceptions import Conflict, InvalidInput
 from ..models import Integration, IntegrationVersion
 from ..packaging.validation import validate_version
 from .drafts import check_bundle
+
+if TYPE_CHECKING:
+    from ..querysets import AnyUser
 
 
 def check_publishable(draft: IntegrationVersion) -> None:
@@ -27,7 +32,7 @@ def check_publishable(draft: IntegrationVersion) -> None:
 
 
 @transaction.atomic
-def publish_version(*, draft: IntegrationVersion, notes: str, user=None) -> IntegrationVersion:
+def publish_version(*, draft: IntegrationVersion, notes: str, user: AnyUser = None) -> IntegrationVersion:
     """Publish ``draft`` as the integration's next version number, available at once.
 
     Two publishes racing on the same draft: the integration row lock serializes them and
@@ -61,7 +66,7 @@ def publish_version(*, draft: IntegrationVersion, notes: str, user=None) -> Inte
 
 
 @transaction.atomic
-def set_availability(*, version: IntegrationVersion, available: bool, user=None) -> IntegrationVersion:
+def set_availability(*, version: IntegrationVersion, available: bool, user: AnyUser = None) -> IntegrationVersion:
     """Mark a published version Available (installable) or Unavailable. Instances already
     running it keep running."""
     access.require_can_publish(user, version.integration)
