@@ -28,7 +28,7 @@ from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
 
 from .models import TimerSchedule
-from .runs import QUEUE_FULL, queue_rooms
+from .runs import QUEUE_FULL, publish_runs, queue_rooms
 from .schedules import iso, next_slot
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
     defaults to the clock, read again for every batch. ``send(run_ids)`` publishes a
     committed batch (default: ``runtime.runs.publish_runs``).
     """
-    if send is None:
-        from .runs import publish_runs as send  # runtime.runs → tasks → this module
-
+    send = publish_runs if send is None else send
     batch_size = batch_size or settings.JUNCTION_DISPATCH_BATCH
     max_seconds = settings.JUNCTION_DISPATCH_MAX_SECONDS if max_seconds is None else max_seconds
     fixed_now = now
