@@ -69,7 +69,7 @@ def slot_to_finish() -> list[float]:
 
 
 def steady(seconds: float) -> None:
-    from runtime.schedules import dispatch_due
+    from runtime.dispatcher import dispatch_due
 
     lateness, busy, idle, claimed = [], [], [], 0
     next_tick = time.time()
@@ -97,8 +97,8 @@ def steady(seconds: float) -> None:
 def burst(n: int, worker: bool = False) -> None:
     from django.utils import timezone
 
+    from runtime.dispatcher import dispatch_due
     from runtime.models import TimerSchedule
-    from runtime.schedules import dispatch_due
 
     now = timezone.now()
     TimerSchedule.objects.update(next_run_at=now - timedelta(seconds=1))

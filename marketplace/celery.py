@@ -12,7 +12,7 @@ app.autodiscover_tasks(["marketplace", "runtime"])
 
 # Beat sends the dispatcher tick every second. Celery's own lines for it (beat's "Sending due
 # task", the worker's "received" and "succeeded") would be most of an idle worker's log; the
-# tick logs what it did itself when it did something (runtime.schedules.dispatch_due).
+# tick logs what it did itself when it did something (runtime.dispatcher.dispatch_due).
 TICK_TASKS = frozenset({"runtime.tasks.dispatch_timers"})
 
 

@@ -38,7 +38,7 @@ declared once, in ``marketplace.packaging.contract``; this module implements the
 A refusal is a catchable Lua error ``"permission_denied: …"`` that names the missing
 permission. Aliases must be declared in the manifest's ``resources`` with the right kind
 (``invalid_alias``) and bound to a device (``unbound_alias``). Storage is pluggable
-(``runtime.stores``); devices come from ``runtime.dispatch``.
+(``runtime.stores``); devices come from ``runtime.devices``.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ from typing import Any
 from marketplace import schemas
 from marketplace.packaging import contract
 
-from . import dispatch
-from .dispatch import DeviceSpec
+from . import devices
+from .devices import DeviceSpec
 from .limits import Limits
 from .sandbox import HostError, RunStopped
 from .stores import Store
@@ -146,11 +146,11 @@ class Ctx:
         request = args[1] if args[1] is not None else {}
         if not isinstance(request, dict):
             raise HostError("invalid_argument", "ctx.device.http: the request must be a table")
-        return dispatch.http_request(device, request, deadline=deadline, max_bytes=self.limits.http_response_bytes)
+        return devices.http_request(device, request, deadline=deadline, max_bytes=self.limits.http_response_bytes)
 
     def _sql(self, args, deadline):
         device = self._device(args[0], "sql", "device.sql")
-        return dispatch.sql_execute(
+        return devices.sql_execute(
             device, args[1], args[2], write="device.sql.write" in self.permissions,
             deadline=deadline, max_rows=self.limits.sql_max_rows,
         )
@@ -234,7 +234,7 @@ class Ctx:
         query = args[0]
         if not isinstance(query, str) or not query.strip():
             raise HostError("invalid_argument", "ctx.sql: query must be a non-empty string")
-        params = dispatch.check_params(args[1])
+        params = devices.check_params(args[1])
         return self.store.tenant_sql(query, params, deadline=deadline, max_rows=self.limits.sql_max_rows)
 
     _METHODS: dict = {}

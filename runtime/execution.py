@@ -26,7 +26,7 @@ from marketplace.models import HandlerRun, Instance, Integration, IntegrationVer
 
 from . import watchdog
 from .ctx import Ctx
-from .dispatch import DeviceSpec, bindings_for
+from .devices import DeviceSpec, bindings_for
 from .isolation import run_isolated
 from .limits import Limits, limits_for
 from .sandbox import RunResult, SandboxError, run_lua

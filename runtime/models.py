@@ -4,7 +4,7 @@ polling timer has already posted.
 Timers live here rather than as django-celery-beat PeriodicTask rows: beat reloads every
 enabled PeriodicTask whenever one changes, which does not survive 100,000 installed timers
 (see SANDBOX_NOTES "Celery beat at scale"). One PeriodicTask runs the dispatcher
-(``runtime.schedules.dispatch_due``), which claims what is due from this table.
+(``runtime.dispatcher.dispatch_due``), which claims what is due from this table.
 """
 from __future__ import annotations
 

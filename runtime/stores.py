@@ -11,7 +11,7 @@ Two implementations of one interface (``Store``):
 
 Tenant SQL isolation: each organization has its own SQLite file,
 ``JUNCTION_RUNTIME_TENANT_DIR/<organization id>.sqlite3``, and the connection is guarded
-(``dispatch.guard_sqlite``): ATTACH (including VACUUM INTO), DETACH, PRAGMA, transactions
+(``devices.guard_sqlite``): ATTACH (including VACUUM INTO), DETACH, PRAGMA, transactions
 and extensions are denied by an authorizer and the attached-database limit is 0, so a
 statement can only ever reach its own organization's file.
 
@@ -40,7 +40,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from .dispatch import guard_sqlite, remaining, sqlite_execute
+from .devices import guard_sqlite, remaining, sqlite_execute
 from .sandbox import HostError
 
 

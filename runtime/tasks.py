@@ -1,5 +1,5 @@
 """Celery tasks of the runtime: thin, taking ids. The work is in ``runtime.runs``,
-``runtime.schedules`` and ``runtime.events``.
+``runtime.dispatcher`` and ``runtime.events``.
 
 ``run_handler_task`` (one run) and ``run_batch_task`` (several, see ``runs.publish_runs``)
 go to the ``handlers`` queue (CELERY_TASK_ROUTES) so untrusted runs never delay the
@@ -25,7 +25,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from . import retention, runs, schedules, watchdog
+from . import dispatcher, retention, runs, watchdog
 from .limits import setting
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def dispatch_timers() -> int:
     JUNCTION_RUN_REAP_EVERY_SECONDS (per worker process) also record the runs whose worker
     was lost (``runs.fail_stale_runs``)."""
     global _last_reap
-    enqueued = schedules.dispatch_due().enqueued
+    enqueued = dispatcher.dispatch_due().enqueued
     if time.monotonic() - _last_reap >= settings.JUNCTION_RUN_REAP_EVERY_SECONDS:
         _last_reap = time.monotonic()
         runs.fail_stale_runs()

@@ -14,7 +14,7 @@ from django.db import connection
 from marketplace.choices import ResourceKind
 from marketplace.models import Device, Organization
 from marketplace.validators import sqlite_device_folder
-from runtime.dispatch import DeviceSpec, postgres_query
+from runtime.devices import DeviceSpec, postgres_query
 from runtime.stores import MemoryStore, tenant_sqlite_path
 
 from ..conftest import requires_postgres

@@ -19,15 +19,9 @@ from marketplace.services.installs import (
     uninstall_instance,
     upgrade_instance,
 )
+from runtime.dispatcher import dispatch_due, idempotency_key
 from runtime.models import TimerSchedule
-from runtime.schedules import (
-    DISPATCH_TASK_NAME,
-    HOUSEKEEPING_TASK_NAME,
-    dispatch_due,
-    ensure_periodic_tasks,
-    idempotency_key,
-    next_slot,
-)
+from runtime.schedules import DISPATCH_TASK_NAME, HOUSEKEEPING_TASK_NAME, ensure_periodic_tasks, next_slot
 
 from .. import factories
 from ..conftest import requires_postgres

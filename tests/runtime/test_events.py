@@ -10,9 +10,9 @@ from marketplace.choices import RunStatus, Trigger
 from marketplace.exceptions import InvalidInput
 from marketplace.models import ContainerEntry, HandlerRun
 from marketplace.services.installs import set_instance_enabled
+from runtime.dispatcher import dispatch_due
 from runtime.events import post_event
 from runtime.models import SeenItem
-from runtime.schedules import dispatch_due
 from runtime.tasks import run_handler_task
 
 from .helpers import install, timer

@@ -264,7 +264,7 @@ def test_run_handler_stops_a_handler_stuck_inside_c_and_keeps_its_contract(tmp_p
 
 
 def test_large_values_cross_both_ways_unchanged(device_server):
-    from runtime.dispatch import DeviceSpec
+    from runtime.devices import DeviceSpec
 
     lua = """
     function h(ctx, input)

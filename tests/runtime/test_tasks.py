@@ -14,7 +14,7 @@ from marketplace.exceptions import Conflict, PermissionDenied
 from marketplace.models import CacheEntry, ContainerEntry, HandlerRun
 from marketplace.services.installs import set_instance_enabled
 from runtime import runs
-from runtime.schedules import dispatch_due
+from runtime.dispatcher import dispatch_due
 from runtime.tasks import batch_seconds, housekeeping, run_batch_task, run_handler_task
 
 from .. import factories

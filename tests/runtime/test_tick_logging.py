@@ -9,7 +9,7 @@ import logging
 import pytest
 from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
 
-from runtime.schedules import dispatch_due
+from runtime.dispatcher import dispatch_due
 
 from .helpers import install, make_runtime_version, timer
 
@@ -49,7 +49,7 @@ def test_celerys_lines_about_handler_runs_stay_at_info(caplog):
 def test_a_tick_logs_at_info_only_when_it_queued_runs(caplog):
     instance = install(version=make_runtime_version({"tick": timer("1m")}), name="ticking")
     due = instance.timer_schedules.get().next_run_at
-    with caplog.at_level(logging.INFO, logger="runtime.schedules"):
+    with caplog.at_level(logging.INFO, logger="runtime.dispatcher"):
         dispatch_due(now=due, send=lambda ids: None)
         dispatch_due(now=due, send=lambda ids: None)  # nothing due any more
     assert [record.getMessage().split(" in ")[0] for record in caplog.records] == [

@@ -12,8 +12,9 @@ from django.utils import timezone
 from marketplace.exceptions import InvalidInput, PermissionDenied
 from marketplace.models import HandlerRun
 from marketplace.services.installs import set_instance_enabled
+from runtime.dispatcher import dispatch_due
 from runtime.models import TimerSchedule
-from runtime.schedules import dispatch_due, update_timer
+from runtime.schedules import update_timer
 
 from .helpers import install
 

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from marketplace import jsonvalues
-from runtime.dispatch import DeviceSpec
+from runtime.devices import DeviceSpec
 from runtime.events import polled_items
 from runtime.execution import run_spec
 from runtime.sandbox import RunResult
