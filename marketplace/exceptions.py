@@ -1,6 +1,6 @@
 """Domain errors raised by services. The console maps them to messages and form errors;
-``marketplace.api.errors`` maps them to HTTP statuses for the REST API, which has no
-endpoints yet (issue 11).
+``marketplace.api.errors`` maps them to HTTP statuses for the REST API, in the one error
+shape, ``code`` naming the kind of refusal.
 
 Every error carries ``errors``: a mapping of field name to messages, so each refusal
 can be tied to the field that caused it (``"__all__"`` when none applies).
@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 
 class DomainError(Exception):
     status_code = 400
+    code = "invalid"
 
     def __init__(self, message: str | None = None, *, field: str | None = None, errors: dict[str, Any] | None = None) -> None:
         if errors is None:
@@ -40,22 +41,26 @@ class NotInstallable(DomainError):
     """The version cannot be installed (draft, or marked unavailable)."""
 
     status_code = 409
+    code = "not_installable"
 
 
 class ImmutableVersion(DomainError):
     """A published version's content, number and notes never change."""
 
     status_code = 409
+    code = "immutable_version"
 
 
 class Conflict(DomainError):
     """The operation lost a race or meets a state that forbids it; retrying may help."""
 
     status_code = 409
+    code = "conflict"
 
 
 class PermissionDenied(DomainError):
     status_code = 403
+    code = "permission_denied"
 
 
 class NotFound(DomainError):
@@ -63,6 +68,7 @@ class NotFound(DomainError):
     and a missing one are refused alike, so no front door tells them apart."""
 
     status_code = 404
+    code = "not_found"
 
 
 class QuotaExceeded(DomainError):

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "marketplace",
     "runtime",
@@ -237,24 +238,48 @@ JUNCTION_LUA_STATIC_MAX_MS = env_int("JUNCTION_LUA_STATIC_MAX_MS", 2000)
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
 
 # --- REST API -----------------------------------------------------------------------------
-# Only the OpenAPI views (/api/schema/, /api/docs/) exist; the endpoints are issue 11.
+# /api/v1/ (marketplace/api/; the contract is ../shared/API.md). Session auth (with CSRF) for
+# the browser, personal tokens (``Authorization: Bearer``) for everything else. Throttling
+# is per user (token or session) and per anonymous IP, counted in the default cache.
+JUNCTION_API_THROTTLE_USER = env("JUNCTION_API_THROTTLE_USER", "1200/min")
+JUNCTION_API_THROTTLE_ANON = env("JUNCTION_API_THROTTLE_ANON", "120/min")
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.JunctionAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "marketplace.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": JUNCTION_API_THROTTLE_USER, "anon": JUNCTION_API_THROTTLE_ANON},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Junction API",
-    "DESCRIPTION": "Publish, install and run integrations.",
+    "DESCRIPTION": (
+        "Publish, install and run integrations. Authenticate with a personal API token "
+        "(`Authorization: Bearer <token>`) or a browser session. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`; another organization\'s objects answer 404.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs pages' JavaScript and CSS come from drf-spectacular-sidecar: they work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from .media import ApiSchema, Attachment
 from .organizations import Membership, Organization
 from .runs import HandlerRun
 from .storage import CacheEntry, ContainerEntry, StorageUsage
+from .tokens import ApiToken
 from .versions import IntegrationVersion
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ApiField",
     "ApiModel",
     "ApiSchema",
+    "ApiToken",
     "Attachment",
     "CacheEntry",
     "Category",
