@@ -49,6 +49,14 @@ class StrictJSONParser(parsers.JSONParser):
             raise ParseError(f"the body is not valid JSON: {exc.message}") from None
 
 
+def _body(request):
+    """The JSON body as handler input or event payload; an empty body is null (DRF would
+    make it an empty form)."""
+    if not int(request.META.get("CONTENT_LENGTH") or 0):
+        return None
+    return request.data
+
+
 def _with_run(exc: DomainError) -> DomainError:
     # A failed lifecycle handler (install, upgrade) raises with its run: name it, so the
     # caller can read its logs at runs/{id}/.
@@ -179,7 +187,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"], url_path=r"rpc/(?P<handler>[^/]+)", parser_classes=[StrictJSONParser])
     def rpc(self, request, pk=None, handler=None):
         instance = access.get_instance_for(request.user, pk, write=True)
-        run = calls.call_rpc(instance=instance, handler=handler, input=request.data, user=request.user)
+        run = calls.call_rpc(instance=instance, handler=handler, input=_body(request), user=request.user)
         return Response(RunOutcomeSerializer(run).data)
 
     @extend_schema(
@@ -191,7 +199,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"], url_path=r"events/(?P<event>[^/]+)", parser_classes=[StrictJSONParser])
     def events(self, request, pk=None, event=None):
         instance = access.get_instance_for(request.user, pk, write=True)
-        runs = calls.post_event(instance=instance, event=event, payload=request.data, user=request.user)
+        runs = calls.post_event(instance=instance, event=event, payload=_body(request), user=request.user)
         return Response({"event": event, "runs": [run.pk for run in runs]}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

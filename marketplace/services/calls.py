@@ -39,14 +39,15 @@ def ping(*, instance: Instance, user: AnyUser) -> list[HandlerRun]:
 
 
 def call_rpc(*, instance: Instance, handler: str, input: Any, user: AnyUser) -> HandlerRun:
-    """Run RPC handler ``handler`` of ``instance`` now with ``input`` and return the
-    finished run (a handler that fails is a failed run, not an error).
+    """Run RPC handler ``handler`` of ``instance`` now with ``input`` (None: ``{}``) and
+    return the finished run (a handler that fails is a failed run, not an error).
 
     Refused before any run is made: NotFound when the instance's version has no RPC
     handler of that name; Conflict when the instance is disabled or not live (being
     installed, upgraded, uninstalled, or its install failed); InvalidInput keyed by
     ``input.<path>`` when the input is not plain JSON or breaks the handler's inputSchema."""
     access.require_role(user, instance.organization)
+    input = {} if input is None else input  # as run_now has it: no input is an empty object
     spec = instance.version.handlers.get(handler)
     if not isinstance(spec, dict) or spec.get("type") != "rpc":
         raise NotFound(f"version {instance.version.number} of {instance.version.integration.slug} has no RPC "
