@@ -4,6 +4,7 @@ Credentials and headers are write-only: a response never holds them. A DSN comes
 its password masked; sent back masked in a PATCH, the stored password is kept."""
 from __future__ import annotations
 
+import django_filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
@@ -56,6 +57,15 @@ class DeviceWriteSerializer(serializers.Serializer):
                                   "by a member of one organization.")
 
 
+class DeviceFilterSet(django_filters.FilterSet):
+    organization = django_filters.CharFilter(field_name="organization__slug", help_text="The organization's slug.")
+    kind = django_filters.ChoiceFilter(choices=ResourceKind.choices)
+
+    class Meta:
+        model = Device
+        fields = ["organization", "kind"]
+
+
 EXAMPLE_HTTP = {"name": "Main printer", "kind": "http", "base_url": "https://printer.example.com/api/",
                 "credentials": {"token": "…"}, "organization": "acme"}
 EXAMPLE_SQL = {"name": "ERP", "kind": "sql", "dsn": "postgresql://erp:secret@db.example.com/erp"}
@@ -65,7 +75,7 @@ EXAMPLE_SQL = {"name": "ERP", "kind": "sql", "dsn": "postgresql://erp:secret@db.
     list=extend_schema(summary="Your organizations' devices"),
     retrieve=extend_schema(summary="A device (credentials never shown, DSN password masked)"),
     create=extend_schema(
-        summary="Create a device", request=DeviceWriteSerializer, responses={201: DeviceSerializer},
+        summary="Create a device", request=DeviceWriteSerializer, responses={201: DeviceSerializer, **error_responses(403)},
         examples=[OpenApiExample("http", value=EXAMPLE_HTTP, request_only=True),
                   OpenApiExample("sql", value=EXAMPLE_SQL, request_only=True)],
     ),
@@ -78,6 +88,7 @@ EXAMPLE_SQL = {"name": "ERP", "kind": "sql", "dsn": "postgresql://erp:secret@db.
 )
 class DeviceViewSet(viewsets.ModelViewSet):
     serializer_class = DeviceSerializer
+    filterset_class = DeviceFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):

@@ -7,6 +7,7 @@ integration's publishers see their customers' instances too, as support fields o
 change none of them (404, as for anyone else). Secret config values are never read back."""
 from __future__ import annotations
 
+import django_filters
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -17,6 +18,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from .. import access, jsonvalues
+from ..choices import InstanceState
 from ..exceptions import DomainError, InvalidInput, NotFound
 from ..models import CacheEntry, ContainerEntry, Instance, IntegrationVersion
 from ..services import calls, installs
@@ -79,6 +81,18 @@ def _version(user, slug: str, number: int) -> IntegrationVersion:
         raise InvalidInput(f"{slug} has no published version {number}", field="version") from None
 
 
+class InstanceFilterSet(django_filters.FilterSet):
+    organization = django_filters.CharFilter(field_name="organization__slug", help_text="The organization's slug.")
+    integration = django_filters.CharFilter(field_name="version__integration__slug",
+                                            help_text="The integration's slug.")
+    state = django_filters.ChoiceFilter(choices=InstanceState.choices)
+    enabled = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Instance
+        fields = ["organization", "integration", "state", "enabled"]
+
+
 INSTALL_EXAMPLE = {
     "integration": "printer-sync", "version": 3, "name": "Plant 1 printers", "organization": "acme",
     "config": {"site": "Plant 1", "apiKey": "…"}, "bindings": {"my-printer": 12, "erp": 13},
@@ -105,7 +119,7 @@ INSTALL_EXAMPLE = {
 )
 class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = InstanceSerializer
-    lookup_value_regex = r"\d+"
+    filterset_class = InstanceFilterSet
 
     def get_queryset(self):
         user = self.request.user

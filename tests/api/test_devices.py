@@ -163,3 +163,24 @@ def test_the_list_runs_a_fixed_number_of_queries(api, member, acme, rows, django
     with django_assert_max_num_queries(5):
         response = client.get(DEVICES, {"page_size": 50})
     assert len(response.json()["results"]) == rows
+
+
+def test_moving_a_bound_device_to_another_organization_is_409(api, member, acme):
+    initech = factories.make_org("Initech")
+    factories.add_member(member, initech, Role.MEMBER)
+    bindings = factories.make_bindings(acme)
+    factories.make_instance(organization=acme, name="Plant printers", bindings=bindings)
+    free = factories.make_device(acme)
+    client = api(member)
+    refused = client.patch(url(bindings["erp"]), {"organization": initech.slug}, format="json")
+    assert refused.status_code == 409 and "Plant printers" in refused.json()["error"]["message"]
+    moved = client.patch(url(free), {"organization": initech.slug}, format="json")
+    assert moved.status_code == 200 and moved.json()["organization"] == initech.slug
+
+
+def test_the_list_filters_by_kind_and_organization(api, member, acme):
+    factories.make_device(acme, ResourceKind.HTTP, name="h")
+    factories.make_device(acme, ResourceKind.SQL, name="s")
+    client = api(member)
+    assert [d["name"] for d in client.get(DEVICES, {"kind": "sql"}).json()["results"]] == ["s"]
+    assert client.get(DEVICES, {"organization": "nowhere"}).json()["count"] == 0

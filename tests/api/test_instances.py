@@ -255,3 +255,44 @@ def test_upgrade_moves_to_another_available_version(api, customer, globex, versi
     assert response.json()["version"] == 2
     again = client.post(url(instance, "upgrade/"), {"version": v2.number}, format="json")
     assert again.status_code == 409
+
+
+def test_the_list_filters_by_organization_integration_state_and_enabled(api, publisher, globex, acme, version):
+    factories.make_instance(version, globex, name="g")
+    off = factories.make_instance(version, acme, name="a-off")
+    other = factories.make_published(factories.make_integration(acme, slug="other"))
+    factories.make_instance(other, acme, name="a-other")
+    Instance.objects.filter(pk=off.pk).update(enabled=False, state=InstanceState.FAILING)
+    client = api(publisher)
+
+    def names(**query):
+        response = client.get(INSTANCES, query)
+        assert response.status_code == 200, response.json()
+        return [row["name"] for row in response.json()["results"]]
+
+    assert names(organization=globex.slug) == ["g"]
+    assert names(integration="other") == ["a-other"]
+    assert names(state="failing") == ["a-off"]
+    assert names(enabled="false") == ["a-off"]
+    assert client.get(INSTANCES, {"state": "sleepy"}).status_code == 400
+
+
+def test_a_superuser_sees_every_instance_in_full(api, admin_user, globex, version):
+    instance = factories.make_instance(version, globex)
+    body = api(admin_user).get(url(instance)).json()
+    assert body["config"]["site"] == factories.SAMPLE_CONFIG["site"] and body["bindings"]
+
+
+def test_a_failing_upgrade_handler_is_409_naming_its_run_and_keeps_the_version(api, member, acme):
+    from tests.runtime.helpers import make_runtime_version
+
+    lua = {"main.lua": 'function boom(ctx, input) error("schema migration failed") end'}
+    v1 = make_runtime_version({}, lua)
+    instance = factories.make_instance(v1, acme, config={}, bindings={})
+    make_runtime_version({"up": {"type": "lifecycle", "on": "upgrade", "file": "main.lua", "function": "boom"}}, lua,
+                         integration=v1.integration)
+    response = api(member).post(url(instance, "upgrade/"), {"version": 2}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["run"] == HandlerRun.objects.get(handler="up").pk
+    instance.refresh_from_db()
+    assert instance.version == v1 and "schema migration failed" in instance.last_error
