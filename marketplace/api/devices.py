@@ -28,13 +28,12 @@ class DeviceSerializer(serializers.ModelSerializer):
                                      help_text="HTTP devices: scheme, host, port and optional base path.")
     dsn = serializers.SerializerMethodField(
         help_text="SQL devices: the DSN, its password masked.")
-    credentials = serializers.JSONField(write_only=True, required=False, help_text=SECRET_HELP)
-    headers = serializers.JSONField(write_only=True, required=False, help_text=SECRET_HELP)
 
     class Meta:
         model = Device
-        fields = ["id", "name", "kind", "base_url", "dsn", "credentials", "headers", "organization", "created_at"]
-        read_only_fields = ["id", "created_at"]
+        # credentials and headers are write-only (DeviceWriteSerializer): never read back.
+        fields = ["id", "name", "kind", "base_url", "dsn", "organization", "created_at"]
+        read_only_fields = fields
 
     def get_dsn(self, device: Device) -> str:
         return masked_dsn(device.dsn) if device.dsn else ""

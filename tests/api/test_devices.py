@@ -184,3 +184,12 @@ def test_the_list_filters_by_kind_and_organization(api, member, acme):
     client = api(member)
     assert [d["name"] for d in client.get(DEVICES, {"kind": "sql"}).json()["results"]] == ["s"]
     assert client.get(DEVICES, {"organization": "nowhere"}).json()["count"] == 0
+
+
+def test_the_schema_takes_secrets_in_requests_and_never_shows_them_in_responses():
+    from drf_spectacular.generators import SchemaGenerator
+
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    assert {"credentials", "headers"} <= set(components["DeviceWriteRequest"]["properties"])
+    assert not {"credentials", "headers"} & set(components["Device"]["properties"])
+    assert components["Instance"]["properties"]["config"]["nullable"] is True
