@@ -54,18 +54,18 @@ class StrictJSONParser(parsers.JSONParser):
 def _body(request):
     """The JSON body as handler input or event payload; an empty body is null (DRF would
     make it an empty form)."""
-    if not int(request.META.get("CONTENT_LENGTH") or 0):
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    if length.isdigit() and int(length) == 0:
         return None
     return request.data
 
 
-def _with_run(exc: DomainError) -> DomainError:
+def _name_the_run(exc: DomainError) -> None:
     # A failed lifecycle handler (install, upgrade) raises with its run: name it, so the
     # caller can read its logs at runs/{id}/.
     run = getattr(exc, "run", None)
     if run is not None:
         exc.detail = {"run": run.pk}
-    return exc
 
 
 def _version(user, slug: str, number: int) -> IntegrationVersion:
@@ -146,7 +146,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 bindings=data.get("bindings"), user=request.user,
             )
         except DomainError as exc:
-            raise _with_run(exc) from None
+            _name_the_run(exc)
+            raise
         return Response(self._render(instance), status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, *args, **kwargs):
@@ -181,7 +182,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 user=request.user,
             )
         except DomainError as exc:
-            raise _with_run(exc) from None
+            _name_the_run(exc)
+            raise
         return Response(self._render(instance))
 
     @extend_schema(summary="Run the ping handlers now", request=None,
