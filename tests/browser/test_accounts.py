@@ -155,7 +155,8 @@ def test_account_pages_at_phone_width_with_visible_focus(new_page, screenshot, a
     phone.get_by_role("button", name="Sign up").click()
     phone.wait_for_url("**/organizations/pocket-co/")
 
-    for path in ("/organizations/pocket-co/", "/profile/", "/accounts/password/reset/"):
+    for path in ("/organizations/pocket-co/", "/profile/", "/accounts/email/", "/accounts/password/change/",
+                 "/organizations/pocket-co/leave/"):
         phone.goto(path)
         overflow = phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 375px"
