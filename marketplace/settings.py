@@ -155,7 +155,7 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Junction] "
 # The sign-up form asks for the organization too (marketplace/accounts/forms.py).
-ACCOUNT_FORMS = {"signup": "marketplace.accounts.forms.SignupForm"}
+ACCOUNT_FORMS = {"login": "marketplace.accounts.forms.LoginForm", "signup": "marketplace.accounts.forms.SignupForm"}
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "marketplace:integration-list"
 ACCOUNT_LOGOUT_REDIRECT_URL = "marketplace:integration-list"

@@ -2,6 +2,7 @@
 the services' (``check_organization_name`` is the one the sign-up service runs too)."""
 from __future__ import annotations
 
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
 from django.core.exceptions import ValidationError
@@ -11,6 +12,12 @@ from ..choices import Role
 from ..exceptions import InvalidInput
 from ..models import ApiToken
 from ..services.organizations import accept_invitation, check_organization_name, create_organization_for_signup
+
+
+class LoginForm(AllauthLoginForm):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = "Username or e-mail"  # allauth's label is "Login"
 
 
 class SignupForm(AllauthSignupForm):

@@ -5,7 +5,10 @@ Every page passes axe-core with no serious or critical violation; screenshots of
 step go to var/screenshots/<test>/."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from marketplace.choices import Role
@@ -182,3 +185,28 @@ def test_login_and_password_reset_pages_pass_axe(new_page, assert_accessible, sc
         visitor.goto(path)
         assert_accessible(visitor)
         screenshot(name, on=visitor)
+
+
+def test_password_reset_by_mail_then_login_by_email(page, member, screenshot, assert_accessible):
+    page.goto("/accounts/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label(re.compile("^E-?mail")).fill(member.email)
+    page.get_by_role("button", name=re.compile("reset", re.I)).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Password Reset")
+    screenshot("01-reset-mail-sent")
+
+    link = re.search(r"https?://\S+/accounts/password/reset/key/\S+", mail.outbox[-1].body).group(0)
+    page.goto(link)
+    page.get_by_label(re.compile("^New Password:?$")).fill(PASSWORD)
+    page.get_by_label(re.compile(r"^New Password \(again\)")).fill(PASSWORD)
+    assert_accessible(page)
+    screenshot("02-new-password")
+    page.get_by_role("button", name=re.compile("change password", re.I)).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Password")
+
+    page.goto("/accounts/login/")
+    page.get_by_label("Username or e-mail").fill(member.email)
+    page.get_by_label(re.compile("^Password")).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("navigation", name="Account")).to_contain_text(member.username)
+    screenshot("03-logged-in-by-email")
