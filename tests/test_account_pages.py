@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core import mail
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -133,6 +134,8 @@ def test_the_favicon(client, db):
     response = client.get("/favicon.ico")
 
     assert response.status_code == 302 and response.url.endswith("favicon.svg")
+    icon = client.get(response.url)
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
     assert b'rel="icon"' in client.get("/").content
 
 
@@ -152,6 +155,16 @@ def test_a_new_token_secret_is_shown_once_and_works(client, member):
     assert secret not in again and "CI deploys" in again
     assert user_for_token(secret)[0] == member
     assert secret not in str(list(ApiToken.objects.values()))
+
+
+def test_a_secret_waiting_in_the_session_is_encrypted(client, member):
+    client.force_login(member)
+    client.post(reverse("marketplace:token-create"), {"name": "CI deploys"})
+
+    stored = str(dict(Session.objects.get().get_decoded()))
+    secret = client.get(reverse("marketplace:profile")).context["new_token"]["secret"]
+
+    assert secret.startswith("jct_") and secret not in stored
 
 
 def test_a_duplicate_token_name_is_a_form_error(client, member):
