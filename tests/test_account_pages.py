@@ -369,3 +369,22 @@ def test_wrong_and_expired_links_answer_the_same_404(client, acme, owner, settin
 
     assert wrong.status_code == expired.status_code == 404
     assert wrong.content == expired.content
+
+
+def test_a_link_used_while_the_form_was_filled_in_is_said_and_creates_nobody(client, acme, owner):
+    _, token = invite_member(organization=acme, role=Role.PUBLISHER, user=owner)
+    client.get(reverse("marketplace:invitation", args=[token]))
+    form = client.get(reverse("account_signup"))
+    assert "organization" not in form.context["form"].fields
+    someone = factories.make_user()
+    other = type(client)()
+    other.force_login(someone)
+    other.post(reverse("marketplace:invitation", args=[token]))
+
+    response = client.post(reverse("account_signup"), signup_data(organization=""))
+
+    assert response.status_code == 200
+    assert "This invitation link is not valid" in response.content.decode()
+    assert response.context["form"].errors["organization"]  # now a sign-up of one's own
+    assert not User.objects.filter(username="nina").exists()
+    assert Membership.objects.filter(organization=acme).count() == 2

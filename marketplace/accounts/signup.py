@@ -32,8 +32,11 @@ class SignupView(AllauthSignupView):
             return None
         try:
             return token, find_invitation(token)
-        except NotFound:
+        except NotFound as exc:
+            # Used or expired since it was opened: say so, or the form would silently
+            # turn into a sign-up with an organization of one's own.
             self.request.session.pop(INVITATION_SESSION_KEY, None)
+            messages.error(self.request, exc.message[:1].upper() + exc.message[1:] + ".")
             return None
 
     def get_form_kwargs(self) -> dict:
