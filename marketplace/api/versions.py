@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.response import Response
 
@@ -23,10 +24,22 @@ SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The int
 NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="The version's number (1, 2, 3 …).")
 
 
+class SourceField(serializers.CharField):
+    """Lua source exactly as sent: text only (DRF's CharField would take 42 as "42"), never trimmed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class FilesField(serializers.DictField):
     """A bundle: relative path → Lua source."""
 
-    child = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    child = SourceField()
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -172,6 +185,8 @@ def _side(request, slug: str, name: str, value: str | None) -> IntegrationVersio
     if not value:
         raise InvalidInput("give a version number or draft", field=name)
     if value == "draft":
+        if not request.user.is_authenticated:  # no one anonymous publishes: say so, rather than 404
+            raise NotAuthenticated()
         integration = access.get_integration_to_publish(request.user, slug)
         draft = integration.versions.drafts().first()
         if draft is None:
