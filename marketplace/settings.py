@@ -259,7 +259,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"user": JUNCTION_API_THROTTLE_USER, "anon": JUNCTION_API_THROTTLE_ANON},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "marketplace.api.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",

@@ -17,6 +17,7 @@ from ..services.drafts import save_draft
 from ..services.packages import import_package, load_package
 from ..services.publishing import publish_version
 from .errors import ErrorBody
+from .parsers import JSONParser
 from .schema import ERRORS, error_responses
 from .versions import SLUG, FilesField, VersionDetailSerializer
 
@@ -86,7 +87,7 @@ def _draft_of(integration: Integration) -> IntegrationVersion:
 
 class DraftView(generics.GenericAPIView):
     serializer_class = DraftSerializer
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(summary="The draft", parameters=[SLUG],
                    responses={200: DraftSerializer, **error_responses(403)})
@@ -150,7 +151,7 @@ class DraftValidateView(generics.GenericAPIView):
 
 class DraftPublishView(generics.GenericAPIView):
     serializer_class = PublishSerializer
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Publish the draft as the next version",

@@ -312,3 +312,17 @@ def test_a_publisher_reads_the_draft_in_a_fixed_number_of_queries(api, publisher
     # token, its last use, integration, membership (any role), membership (publishing), draft
     with django_assert_max_num_queries(6):
         assert client.get(url(integration)).status_code == 200
+
+
+@pytest.mark.parametrize("body, code", [
+    ('{"manifest": {"a": ' + "[" * 5000 + "]" * 5000 + '}, "files": {}}', "json_too_deep"),
+    ('{"manifest": {"a": NaN}, "files": {}}', "json_not_finite"),
+    ('{"manifest": {}, "manifest": {}, "files": {}}', "json_duplicate_key"),
+    ('{"manifest": {"a": "\\u0000"}, "files": {}}', "json_bad_string"),
+    ('{"manifest": ', "parse_error"),
+])
+def test_json_the_platform_cannot_store_is_400_not_500(api, publisher, integration, body, code):
+    response = api(publisher).put(url(integration), data=body, content_type="application/json")
+
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+    assert not IntegrationVersion.objects.exists()
