@@ -3,8 +3,12 @@ API, with the local push's output and exit codes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,6 +22,7 @@ from tests.packaging import helpers
 from . import push_urls
 
 README = (helpers.GOOD / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +219,19 @@ def test_the_token_may_come_from_the_environment(live_server, acme, publisher, m
     with pytest.raises(SystemExit) as exc:
         call_command("push_integration", str(helpers.GOOD), "--server", live_server.url + "/api/v1/", stdout=out)
     assert exc.value.code == 0 and out.getvalue().startswith("saved the draft of printer-sync")
+
+
+def test_the_remote_push_needs_no_database(live_server, acme, publisher):
+    """As a CI job runs it: its own process, whose database does not exist."""
+    factories.make_integration(acme, name="Mini", slug="mini")
+    env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:9/nowhere", "JUNCTION_API_TOKEN": token_of(publisher)}
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "push_integration", str(helpers.FIXTURES / "bad" / "lua_syntax"),
+         "--server", live_server.url, "--integration", "mini", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["status"] == "drafted"
+    assert Integration.objects.get(slug="mini").versions.drafts().exists()
