@@ -280,6 +280,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Enums named for what they are, so that other fields called state, code or change
+    # (an instance's state, say) do not collide with these.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStateEnum": "marketplace.choices.VersionState",
+        "ReportCodeEnum": "marketplace.packaging.report.CODES",
+        "DiffChangeEnum": "marketplace.packaging.diffs.CHANGES",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

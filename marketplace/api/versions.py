@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from .. import access
 from ..exceptions import ImmutableVersion, InvalidInput, NotFound
 from ..models import IntegrationVersion
-from ..packaging.diffs import ADDED, CHANGED, REMOVED, diff_versions
+from ..packaging.diffs import CHANGES, diff_versions
 from ..services.packages import export_filename, export_version
 from ..services.publishing import set_availability
 from .schema import error_responses
@@ -159,14 +159,14 @@ class VersionPackageView(generics.GenericAPIView):
 
 class ManifestChangeSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="Dotted path in the manifest, e.g. handlers.sync.schedule.every.")
-    change = serializers.ChoiceField(choices=[ADDED, REMOVED, CHANGED])
+    change = serializers.ChoiceField(choices=CHANGES)
     old = serializers.JSONField(allow_null=True, help_text="The value before (null when added).")
     new = serializers.JSONField(allow_null=True, help_text="The value after (null when removed).")
 
 
 class FileDiffSerializer(serializers.Serializer):
     file = serializers.CharField()
-    change = serializers.ChoiceField(choices=[ADDED, REMOVED, CHANGED])
+    change = serializers.ChoiceField(choices=CHANGES)
     diff = serializers.CharField(help_text="A unified diff (a/<file> → b/<file>, three lines of context).")
     added = serializers.IntegerField(help_text="Lines added.")
     removed = serializers.IntegerField(help_text="Lines removed.")
