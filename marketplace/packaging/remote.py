@@ -24,6 +24,7 @@ from typing import Any
 from .report import Issue, Report
 
 API_PREFIX = "/api/v1/"
+DRAFT_KEPT = "not published; the draft on the server holds the pushed package"
 
 
 class RemoteError(Exception):
@@ -32,12 +33,12 @@ class RemoteError(Exception):
 
 class Refused(Exception):
     """The server refused a write. ``errors`` maps a field (or ``__all__``) to messages;
-    ``code`` is the package's refusal code when it gave one; ``saved`` says whether the
-    draft on the server holds the package anyway (a refused publish)."""
+    ``code`` is the package's refusal code when it gave one; ``kept`` says what of the push
+    stays on the server (the draft, after a refused publish), None when nothing does."""
 
-    def __init__(self, errors: dict[str, list[str]], *, code: str | None = None, saved: bool = False) -> None:
+    def __init__(self, errors: dict[str, list[str]], *, code: str | None = None, kept: str | None = None) -> None:
         super().__init__("; ".join(m for ms in errors.values() for m in ms))
-        self.errors, self.code, self.saved = errors, code, saved
+        self.errors, self.code, self.kept = errors, code, kept
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Answer:
 def report_from(data: dict) -> Report:
     """A report as the API sends it (``{valid, errors, warnings}``) back into a Report. Items
     are taken as they are, so a code this client does not know still prints."""
-    def issues(items) -> list[Issue]:
+    def issues(items: Any) -> list[Issue]:
         return [Issue(code=i.get("code", ""), message=i.get("message", ""), file=i.get("file"), line=i.get("line"),
                       path=i.get("path")) for i in items or [] if isinstance(i, dict)]
     return Report(errors=issues(data.get("errors")), warnings=issues(data.get("warnings")))
@@ -160,9 +161,16 @@ def push(client: Client, *, archive: bytes, manifest: dict, readme: str | None, 
         created = True
         upload = _upload(client, slug, archive)
     if upload.status not in (200, 201):
+        refusal = _refusal(upload, f"PUT integrations/{slug}/draft/package/")
         if created:  # a local push creates nothing when the package is refused: neither does this
-            client.call("DELETE", f"integrations/{_q(slug)}/")
-        raise _refusal(upload, f"PUT integrations/{slug}/draft/package/")
+            try:
+                answer = client.call("DELETE", f"integrations/{_q(slug)}/")
+                removed, why = answer.status in (200, 204), f"HTTP {answer.status}"
+            except RemoteError as exc:
+                removed, why = False, str(exc)
+            if not removed:
+                refusal.kept = f"the integration {slug} created for this push is still on the server ({why})"
+        raise refusal
     validated = client.call("POST", f"integrations/{_q(slug)}/draft/validate/")
     report = validated.report
     if validated.status != 200 or report is None:
@@ -170,11 +178,11 @@ def push(client: Client, *, archive: bytes, manifest: dict, readme: str | None, 
     if not publish:
         return RemotePush(slug=slug, name=name, created=created, published=False, version=None, report=report)
     if not report.valid:
-        raise Refused(report.error_dict(), saved=True)
+        raise Refused(report.error_dict(), kept=DRAFT_KEPT)
     published = client.call("POST", f"integrations/{_q(slug)}/draft/publish/", json_body={"notes": notes})
     if published.status != 201:
         refusal = _refusal(published, f"POST integrations/{slug}/draft/publish/")
-        refusal.saved = True
+        refusal.kept = DRAFT_KEPT
         raise refusal
     return RemotePush(slug=slug, name=name, created=created, published=True, version=published.body.get("number"),
                       report=report)

@@ -1,7 +1,7 @@
 """The site's URLs, plus stand-ins for ``POST integrations/`` and ``DELETE integrations/{slug}/``
 to API.md's contract, for the remote push tests while this branch has no catalog endpoints.
 The site's own routes come first: once the real endpoints exist, the stand-ins are never
-reached. Each request a stand-in receives is recorded in ``received``."""
+reached. Each request a stand-in receives is recorded in ``received``; ``fail_deletes`` makes DELETE refuse."""
 from __future__ import annotations
 
 from django.urls import path
@@ -16,6 +16,7 @@ from marketplace.services.deletion import delete_integration
 from marketplace.urls import urlpatterns as site
 
 received: list[tuple[str, str, dict]] = []
+fail_deletes = False  # a test sets it to see a push whose clean-up is refused
 
 
 @api_view(["POST"])
@@ -34,6 +35,8 @@ def create(request):
 @api_view(["DELETE"])
 def delete(request, slug: str):
     received.append(("DELETE", request.path, {}))
+    if fail_deletes:
+        return Response({"error": {"code": "conflict", "message": "not now"}}, status=status.HTTP_409_CONFLICT)
     delete_integration(integration=access.get_integration_for(request.user, slug, write=True), user=request.user)
     return Response(status=status.HTTP_204_NO_CONTENT)
 

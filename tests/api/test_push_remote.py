@@ -31,6 +31,7 @@ def server_urls(settings):
     push_urls.received.clear()
     yield
     push_urls.received.clear()
+    push_urls.fail_deletes = False
 
 
 def token_of(user) -> str:
@@ -113,7 +114,7 @@ def test_a_refused_publish_says_the_draft_holds_the_package(live_server, acme, p
                           "--integration", "mini", "--publish", "--notes", "Broken")
 
     assert code == 1
-    assert err.splitlines()[0] == "refused: not published; the server's draft holds the package"
+    assert err.splitlines()[0] == "refused: not published; the draft on the server holds the pushed package"
     assert "main.lua:3: ctx.integration.cacheSet needs the permission 'integration.cache'" in err
     assert not integration.versions.published().exists()
     assert integration.versions.drafts().exists()
@@ -168,6 +169,19 @@ def test_a_package_the_server_refuses_leaves_no_new_integration(live_server, acm
     assert "openapi.json" in err
     assert [method for method, _, _ in push_urls.received] == ["POST", "DELETE"]
     assert not Integration.objects.exists()
+
+
+def test_a_clean_up_the_server_refuses_is_reported(live_server, acme, publisher, tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(helpers.MINI_MANIFEST))
+    (tmp_path / "main.lua").write_text(helpers.MINI_LUA)
+    (tmp_path / "openapi.json").write_text('{"openapi": "3.0.0"}')
+    push_urls.fail_deletes = True
+
+    code, _, err = push(live_server, token_of(publisher), tmp_path, "--organization", acme.slug)
+
+    assert code == 1
+    assert err.splitlines()[0] == "refused: the integration mini created for this push is still on the server (HTTP 409)"
+    assert Integration.objects.filter(slug="mini").exists()
 
 
 def test_a_member_who_does_not_publish_is_refused(live_server, acme, member):

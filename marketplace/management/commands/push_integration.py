@@ -116,7 +116,7 @@ class Command(BaseCommand):
             pushed = remote.push(client, archive=archive, manifest=manifest, readme=pkg.readme, slug=integration,
                                  organization=organization, publish=publish, notes=notes)
         except remote.Refused as exc:
-            return self.refuse(exc.errors, code=exc.code, saved=exc.saved)
+            return self.refuse(exc.errors, code=exc.code, kept=exc.kept)
         except remote.RemoteError as exc:
             raise CommandError(str(exc)) from None
         self.done(slug=pushed.slug, name=pushed.name, created=pushed.created, published=pushed.published,
@@ -143,13 +143,12 @@ class Command(BaseCommand):
         self.stdout.flush()
         sys.exit(0 if report.valid else 1)
 
-    def refuse(self, errors: dict, *, code: str | None = None, saved: bool = False):
+    def refuse(self, errors: dict, *, code: str | None = None, kept: str | None = None):
         if self.as_json:
             self.stdout.write(_dumps({"status": "refused", "code": code, "errors": errors}))
         else:
-            # A publish refused by a remote server comes after the upload: the draft there holds the package.
-            self.stderr.write("refused: not published; the server's draft holds the package" if saved
-                              else "refused: nothing was saved")
+            # A remote push's steps are separate requests: a late refusal may leave an earlier step's work.
+            self.stderr.write(f"refused: {kept or 'nothing was saved'}")
             for where, messages in errors.items():
                 for message in messages:
                     self.stderr.write(f"  {where}: {message}" if where != "__all__" else f"  {message}")
