@@ -112,6 +112,7 @@ class VersionDetailView(generics.GenericAPIView):
     )
     def patch(self, request, slug: str, number: int):
         version = _version_for(request, slug, number)
+        access.require_can_publish(request.user, version.integration)  # 403 before saying what may change
         self._refuse_other_changes(version, request.data)
         serializer = AvailabilitySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

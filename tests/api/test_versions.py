@@ -142,12 +142,13 @@ def test_availability_must_be_a_boolean(api, publisher, public, body):
     assert response.status_code == 400 and list(response.json()["error"]["fields"]) == ["available"]
 
 
+@pytest.mark.parametrize("body", [{"available": False}, {"notes": "Rewritten"}])
 @pytest.mark.parametrize("persona", ["member", "outsider"])
-def test_only_its_publishers_change_availability(request, api, public, persona):
-    response = api(request.getfixturevalue(persona)).patch(versions_url(public, "1/"), {"available": False},
-                                                           format="json")
+def test_only_its_publishers_change_availability(request, api, public, persona, body):
+    response = api(request.getfixturevalue(persona)).patch(versions_url(public, "1/"), body, format="json")
     assert response.status_code == 403
-    assert public.versions.get(number=1).available is True
+    version = public.versions.get(number=1)
+    assert (version.available, version.notes) == (True, "First")
 
 
 def test_anonymous_callers_cannot_change_availability(anon, public):
