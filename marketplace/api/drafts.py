@@ -14,7 +14,7 @@ from ..models import Integration, IntegrationVersion
 from ..packaging.report import CODES
 from ..packaging.validation import validate_version
 from ..services.drafts import save_draft
-from ..services.packages import import_package, load_package
+from ..services.packages import check_upload_size, import_package, load_package
 from ..services.publishing import publish_version
 from .errors import ErrorBody
 from .parsers import JSONParser
@@ -27,6 +27,7 @@ EXAMPLE_MANIFEST = {
     "permissions": ["log"],
     "handlers": {"sync": {"type": "timer", "file": "main.lua", "function": "sync", "schedule": {"every": "5m"}}},
 }
+MULTIPART_ENVELOPE = 64 * 1024  # boundaries, part headers, other form fields
 EXAMPLE_FILES = {"main.lua": 'function sync(ctx, input)\n  ctx.log.info("tick")\n  return { ok = true }\nend\n'}
 
 
@@ -127,6 +128,13 @@ class DraftPackageView(generics.GenericAPIView):
     )
     def put(self, request, slug: str):
         integration = access.get_integration_to_publish(request.user, slug)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        # Refused before the body is parsed (and spooled to disk); the multipart envelope is
+        # allowed for, so the archive itself is held to the limit by load_package.
+        check_upload_size(length - MULTIPART_ENVELOPE)
         serializer = PackageUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         package = load_package(serializer.validated_data["file"])

@@ -12,7 +12,7 @@ from django.db import transaction
 from .. import access
 from ..exceptions import InvalidInput, NotPublishable, TooLarge
 from ..models import ApiSchema, Integration, IntegrationVersion, Organization
-from ..packaging.packages import Package, PackageRefused, build_zip, package_report, read_package
+from ..packaging.packages import Package, PackageRefused, build_zip, max_total_bytes, package_report, read_package
 from ..packaging.report import Report
 from ..packaging.validation import validate_version
 from .apischemas import parse_api_document, upload_api_schema
@@ -56,15 +56,26 @@ def load_package(source: str | os.PathLike | bytes | BinaryIO) -> Package:
     try:
         package = read_package(source)
     except PackageRefused as exc:
-        error_class = TooLarge if exc.code in TOO_LARGE_CODES else InvalidInput
-        error = error_class(f"package refused: {exc.message}", field=exc.file or "package")
-        error.detail = {"report": exc.as_report().as_dict()}
-        raise error from None
+        raise _refusal(exc) from None
     if package.manifest_error is not None:
         error = InvalidInput(package.manifest_error[1], field="manifest.json")
         error.detail = {"report": package_report(package).as_dict()}
         raise error
     return package
+
+
+def check_upload_size(size: int) -> None:
+    """Refuse, before reading a byte of it, an upload of ``size`` bytes past the package
+    limit, as ``load_package`` would refuse it after reading (TooLarge)."""
+    if size > max_total_bytes():
+        raise _refusal(PackageRefused("package_too_large", f"the archive is larger than {max_total_bytes():,} bytes"))
+
+
+def _refusal(exc: PackageRefused) -> InvalidInput:
+    error_class = TooLarge if exc.code in TOO_LARGE_CODES else InvalidInput
+    error = error_class(f"package refused: {exc.message}", field=exc.file or "package")
+    error.detail = {"report": exc.as_report().as_dict()}
+    return error
 
 
 @transaction.atomic

@@ -135,6 +135,18 @@ def test_a_package_past_the_size_limit_answers_413(api, publisher, integration, 
     assert not IntegrationVersion.objects.exists()
 
 
+def test_an_oversize_upload_is_refused_before_its_body_is_read(api, publisher, integration, settings):
+    settings.JUNCTION_PACKAGE_MAX_BYTES = 1000
+    # Not even a valid multipart body: parsing it would answer 400.
+    response = api(publisher).put(url(integration, "package/"), data=b"x" * 200_000,
+                                  content_type="multipart/form-data; boundary=nowhere")
+
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["message"] == "package refused: the archive is larger than 1,000 bytes"
+    assert [e["code"] for e in error["report"]["errors"]] == ["package_too_large"]
+
+
 def test_a_package_whose_manifest_is_broken_is_refused(api, publisher, integration):
     data = helpers.make_zip({"manifest.json": "{not json", "main.lua": helpers.MINI_LUA})
 
