@@ -193,8 +193,8 @@ def _side(request, slug: str, name: str, value: str | None) -> IntegrationVersio
         if draft is None:
             raise NotFound(f"{slug} has no draft")
         return draft
-    if not value.isdigit():
-        raise InvalidInput(f"{value!r} is neither a version number nor draft", field=name)
+    if not (value.isascii() and value.isdigit() and len(value) <= 20):  # "²" is a digit to isdigit()
+        raise InvalidInput(f"{value[:40]!r} is neither a version number nor draft", field=name)
     return _version_for(request, slug, int(value))
 
 

@@ -80,6 +80,8 @@ def test_a_missing_version_or_the_draft_by_number_is_404(api, publisher, public)
     client = api(publisher)
     assert client.get(versions_url(public, "3/")).status_code == 404
     assert client.get(versions_url(public, "0/")).status_code == 404
+    assert client.get(versions_url(public, "99999999999999999999999/")).status_code == 404
+    assert client.get(versions_url(public, "99999999999999999999999/package/")).status_code == 404
     assert client.get("/api/v1/integrations/nowhere/versions/").status_code == 404
 
 
@@ -225,14 +227,17 @@ def test_the_draft_is_not_compared_by_others(request, api, public, persona, stat
     ({"from": 1}, "to"),
     ({"from": "one", "to": 2}, "from"),
     ({"from": 1, "to": "-2"}, "to"),
+    ({"from": "%C2%B2", "to": 1}, "from"),  # "²", a digit to str.isdigit
+    ({"from": 1, "to": "9" * 5000}, "to"),
 ])
 def test_a_bad_diff_query_is_400_with_the_parameter(anon, public, params, field):
     response = anon.get(diff_url(public, **params))
     assert response.status_code == 400 and list(response.json()["error"]["fields"]) == [field]
 
 
-def test_a_diff_with_a_missing_version_is_404(anon, public):
-    assert anon.get(diff_url(public, **{"from": 1, "to": 9})).status_code == 404
+@pytest.mark.parametrize("missing", [9, "99999999999999999999"])
+def test_a_diff_with_a_missing_version_is_404(anon, public, missing):
+    assert anon.get(diff_url(public, **{"from": 1, "to": missing})).status_code == 404
 
 
 # --- A private integration: another organization finds nothing -----------------------------------
