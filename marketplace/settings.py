@@ -301,7 +301,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"user": JUNCTION_API_THROTTLE_USER, "anon": JUNCTION_API_THROTTLE_ANON},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "marketplace.api.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
@@ -322,6 +322,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Enums named for what they are, so that other fields called state, code or change
+    # (an instance's state, say) do not collide with these.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStateEnum": "marketplace.choices.VersionState",
+        "ReportCodeEnum": "marketplace.packaging.report.CODES",
+        "DiffChangeEnum": "marketplace.packaging.diffs.CHANGES",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

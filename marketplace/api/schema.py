@@ -14,6 +14,7 @@ ERRORS = {
     "403": "Known, but not allowed (e.g. a member who is not a publisher).",
     "404": "No such object among those you may reach (another organization's answers the same).",
     "409": "The object's state forbids it (e.g. a published version, a bound device).",
+    "413": "Too large: the upload is past the platform's size limit.",
     "429": "Throttled: retry after the `Retry-After` header's seconds.",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH"}
