@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Self, TypeAlias
 
 from django.db import models
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from .choices import Role, VersionState, Visibility
 
@@ -145,10 +146,25 @@ class IntegrationQuerySet(models.QuerySet):
             return self
         return self.filter(Q(name__icontains=text) | Q(summary__icontains=text) | Q(description__icontains=text))
 
+    def with_latest_number(self) -> Self:
+        """Annotated with ``latest_number``: the newest published version's number (None
+        before the first). A correlated subquery, not an aggregate over a join: PostgreSQL
+        computes it for a page's rows only (after the sort and limit), and ``count()``
+        drops it."""
+        from .models import IntegrationVersion
+
+        latest = (IntegrationVersion.objects.published().filter(integration=OuterRef("pk"))
+                  .order_by("-number").values("number")[:1])
+        return self.annotate(latest_number=Subquery(latest))
+
     def for_listing(self) -> Self:
-        return self.select_related("category", "owner").annotate(
-            latest_number=Max("versions__number", filter=Q(versions__state=VersionState.PUBLISHED)),
-            instance_count=Count("versions__instances", distinct=True),
+        """With the category and owner, ``latest_number`` and ``instance_count``."""
+        from .models import Instance
+
+        instances = (Instance.objects.filter(version__integration=OuterRef("pk")).order_by()
+                     .values("version__integration").annotate(n=Count("pk")).values("n"))
+        return self.select_related("category", "owner").with_latest_number().annotate(
+            instance_count=Coalesce(Subquery(instances), 0),
         )
 
 
