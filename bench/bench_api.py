@@ -38,7 +38,7 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "junction_bench_catalog")
 os.environ.setdefault("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 
-from benchdb import ROOT, percentile, prepare  # noqa: E402
+from benchdb import NAME, ROOT, percentile, prepare  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 ORGANIZATIONS = 20
@@ -156,6 +156,32 @@ def request(port: int, path: str, token: str | None) -> tuple[int, bytes]:
         conn.close()
 
 
+def cpu_seconds(pids: set[int]) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn's workers and by the PostgreSQL backends serving
+    the benchmark's database (the workers keep their connections: DB_CONN_MAX_AGE), from
+    /proc; other databases' backends on a shared machine are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"workers": 0.0, "postgres": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / tick
+        if int(stat.parent.name) in pids:
+            used["workers"] += own
+        elif cmdline.startswith(b"postgres: ") and f" {NAME} ".encode() in cmdline:
+            used["postgres"] += own
+    return used
+
+
+def worker_pids(proc: subprocess.Popen) -> set[int]:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+
+
 def load(port: int, path: str, token: str, seconds: float, clients: int) -> tuple[int, list[float], set[int]]:
     """``clients`` threads requesting ``path`` for ``seconds``: (requests, latencies, statuses)."""
     latencies: list[float] = []
@@ -215,9 +241,15 @@ def main() -> None:
             load(port, path, token, 1.0, args.clients)
         results: dict[str, tuple[int, list[float], float]] = {name: (0, [], 0.0) for name in paths}
         per_round: dict[str, list[float]] = {name: [] for name in paths}
+        cpu: dict[str, dict[str, float]] = {name: {"workers": 0.0, "postgres": 0.0} for name in paths}
+        pids = worker_pids(proc)
         for _ in range(args.rounds):
             for name, path in paths.items():
+                before = cpu_seconds(pids)
                 count, latencies, statuses = load(port, path, token, args.seconds, args.clients)
+                after = cpu_seconds(pids)
+                for group in cpu[name]:
+                    cpu[name][group] += (after[group] - before[group]) / count
                 assert statuses == {200}, (path, statuses)
                 total, all_latencies, seconds = results[name]
                 results[name] = (total + count, all_latencies + latencies, seconds + args.seconds)
@@ -226,16 +258,21 @@ def main() -> None:
         stop(proc)
 
     print(f"\ngunicorn, 2 sync workers; {args.clients} clients; {args.rounds} rounds of {args.seconds:.0f} s per path")
-    print(f"{'path':44} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8}   rounds (req/s)")
+    print(f"{'path':44} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'(PG)':>6}   rounds (req/s)")
     rates = {}
     for name, (count, latencies, seconds) in results.items():
         rates[name] = count / seconds
         rounds = ", ".join(f"{r:.1f}" for r in per_round[name])
+        worker_ms = cpu[name]["workers"] / args.rounds * 1000
+        pg_ms = cpu[name]["postgres"] / args.rounds * 1000
         print(f"GET {paths[name]:40} {rates[name]:7.1f} {percentile(latencies, 50) * 1000:8.1f} "
-              f"{percentile(latencies, 99) * 1000:8.1f}   {rounds}")
+              f"{percentile(latencies, 99) * 1000:8.1f} {worker_ms:11.1f} {pg_ms:6.1f}   {rounds}")
     ratio = rates["catalog"] / rates["bare"]
     median_ratio = statistics.median(c / b for c, b in zip(per_round["catalog"], per_round["bare"]))
     print(f"\ncatalog / bare throughput: {ratio:.2f} (median of rounds {median_ratio:.2f}; target >= 0.7)")
+    cost = lambda name: cpu[name]["workers"] + cpu[name]["postgres"]  # noqa: E731
+    print(f"bare / catalog CPU per request (gunicorn workers + PostgreSQL): {cost('bare') / cost('catalog'):.2f} "
+          "(what the throughput ratio tends to when the machine is not shared)")
 
 
 if __name__ == "__main__":
