@@ -150,3 +150,14 @@ def test_the_list_runs_a_fixed_number_of_queries(api, publisher, acme, django_as
         response = client.get("/api/v1/api-schemas/", {"page_size": 200})
     rows_seen = response.json()["results"]
     assert len(rows_seen) == rows and all(len(r["endpoints"]) == 3 and r["models"] for r in rows_seen)
+
+
+def test_a_document_with_nul_characters_is_refused_not_a_server_error(api, publisher, public):
+    # "\u0000" is valid JSON but neither PostgreSQL's text nor its jsonb can store it.
+    text = json.dumps({**DOCUMENT, "info": {"title": "Printer\u0000API", "version": "1"}})
+    assert "\\u0000" in text
+    response = api(publisher).post("/api/v1/api-schemas/", {"integration": "label-printer",
+                                                           "file": factories.upload("openapi.json", text.encode())},
+                                   format="multipart")
+    assert response.status_code == 400 and "NUL" in response.json()["error"]["fields"]["file"][0]
+    assert not ApiSchema.objects.exists()
