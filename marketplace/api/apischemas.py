@@ -73,7 +73,7 @@ class ApiSchemaUploadSerializer(serializers.Serializer):
     retrieve=extend_schema(summary="An API document with its indexed endpoints and models"),
     create=extend_schema(
         summary="Upload an OpenAPI 3 / Swagger 2 document for an integration (multipart); replaces one of the same name",
-        request=ApiSchemaUploadSerializer, responses={201: ApiSchemaSerializer, **error_responses(403, 409)},
+        request=ApiSchemaUploadSerializer, responses={201: ApiSchemaSerializer, **error_responses(403, 404, 409)},
     ),
     destroy=extend_schema(summary="Delete a document no version names",
                           responses={204: None, **error_responses(403, 409)}),

@@ -310,3 +310,28 @@ def test_icon_needs_a_file_and_a_publisher(api, publisher, member, outsider, acm
     acme_public.refresh_from_db()
     acme_private.refresh_from_db()
     assert not acme_public.icon and not acme_private.icon
+
+
+def test_the_schema_documents_the_catalog_requests_and_answers():
+    import io
+
+    import yaml
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    schema = yaml.safe_load(out.getvalue())
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    integration = components["Integration"]["properties"]
+    assert {"slug", "name", "summary", "description", "category", "visibility", "organization"} <= set(integration)
+    assert components["VisibilityEnum"]["enum"] == ["public", "private"]
+    assert integration["category"]["nullable"] and integration["latest_version"]["nullable"]
+    assert set(paths["/api/v1/integrations/"]["post"]["responses"]) >= {"201", "400", "401", "403"}
+    assert set(paths["/api/v1/integrations/{slug}/"]["delete"]["responses"]) >= {"204", "403", "404"}
+    icon = paths["/api/v1/integrations/{slug}/icon/"]["put"]["requestBody"]["content"]
+    assert list(icon) == ["multipart/form-data"]
+    assert "201" in paths["/api/v1/integrations/{slug}/fork/"]["post"]["responses"]
+    assert "409" in paths["/api/v1/api-schemas/{id}/"]["delete"]["responses"]
+    assert {p["name"] for p in paths["/api/v1/integrations/"]["get"]["parameters"]} >= {
+        "search", "category", "organization", "ordering", "page", "page_size"}
+    assert "security" not in paths["/api/v1/categories/"]["get"] or {} in paths["/api/v1/categories/"]["get"]["security"]
