@@ -15,11 +15,13 @@ Conditions are subqueries over forward foreign keys, so no row appears twice.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Self, TypeAlias
 
 from django.db import models
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .choices import Role, VersionState, Visibility
@@ -159,11 +161,53 @@ class IntegrationQuerySet(models.QuerySet):
             return self
         return self.filter(Q(name__icontains=text) | Q(summary__icontains=text) | Q(description__icontains=text))
 
+    def with_latest_number(self) -> Self:
+        """Annotated with ``latest_number``: the newest published version's number (None
+        before the first). A correlated subquery, not an aggregate over a join: PostgreSQL
+        computes it for a page's rows only (after the sort and limit), and ``count()``
+        drops it."""
+        return self.annotate(latest_number=_latest_number())
+
+    def with_related_slugs(self) -> Self:
+        """Annotated with ``organization_slug`` and ``category_slug``: what a list shows of
+        the owner and category, without building their objects. Subqueries rather than
+        joins, so that ``count()`` drops them and counts the integrations alone."""
+        return self.annotate(organization_slug=_owner_slug(), category_slug=_category_slug())
+
     def for_listing(self) -> Self:
-        return self.select_related("category", "owner").annotate(
-            latest_number=Max("versions__number", filter=Q(versions__state=VersionState.PUBLISHED)),
-            instance_count=Count("versions__instances", distinct=True),
+        """With the category and owner, ``latest_number`` and ``instance_count``."""
+        from .models import Instance
+
+        instances = (Instance.objects.filter(version__integration=OuterRef("pk")).order_by()
+                     .values("version__integration").annotate(n=Count("pk")).values("n"))
+        return self.select_related("category", "owner").with_latest_number().annotate(
+            instance_count=Coalesce(Subquery(instances), 0),
         )
+
+
+# The subqueries of the integration listing, built once: they do not depend on the user,
+# and building them took a quarter of a page's query time. Django copies an expression
+# when a queryset resolves it, so one instance serves every queryset.
+@functools.cache
+def _latest_number() -> Subquery:
+    from .models import IntegrationVersion
+
+    return Subquery(IntegrationVersion.objects.published().filter(integration=OuterRef("pk"))
+                    .order_by("-number").values("number")[:1])
+
+
+@functools.cache
+def _owner_slug() -> Subquery:
+    from .models import Organization
+
+    return Subquery(Organization.objects.filter(pk=OuterRef("owner_id")).values("slug"))
+
+
+@functools.cache
+def _category_slug() -> Subquery:
+    from .models import Category
+
+    return Subquery(Category.objects.filter(pk=OuterRef("category_id")).values("slug"))
 
 
 class VersionQuerySet(PublisherRowsQuerySet):

@@ -32,6 +32,17 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def token_user(request):
+    """The user whose API token a plain Django request sends (``Authorization: Bearer``),
+    or None: lets a page that API responses link to (an attachment's ``download_url``)
+    serve token holders as it serves sessions. A bad token counts as none."""
+    try:
+        found = TokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed:
+        return None
+    return found[0] if found else None
+
+
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "marketplace.api.authentication.TokenAuthentication"
     name = "tokenAuth"

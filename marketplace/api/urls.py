@@ -4,12 +4,20 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import drafts, versions
+from .apischemas import ApiSchemaViewSet
+from .attachments import AttachmentViewSet
+from .categories import CategoryViewSet
 from .devices import DeviceViewSet
 from .instances import InstanceViewSet
+from .integrations import IntegrationViewSet
 from .tokens import TokenViewSet
 
 router = SimpleRouter()
 router.register("tokens", TokenViewSet, basename="token")
+router.register("categories", CategoryViewSet, basename="category")
+router.register("integrations", IntegrationViewSet, basename="integration")
+router.register(r"integrations/(?P<slug>[^/.]+)/attachments", AttachmentViewSet, basename="integration-attachment")
+router.register("api-schemas", ApiSchemaViewSet, basename="apischema")
 router.register("devices", DeviceViewSet, basename="device")
 router.register("instances", InstanceViewSet, basename="instance")
 
