@@ -1,48 +1,46 @@
-"""The site's URLs, plus stand-ins for ``POST integrations/`` and ``DELETE integrations/{slug}/``
-to API.md's contract, for the remote push tests while this branch has no catalog endpoints.
-The site's own routes come first: once the real endpoints exist, the stand-ins are never
-reached. Each request a stand-in receives is recorded in ``received``; ``fail_deletes`` makes DELETE refuse."""
+"""The site's URLs with the integration endpoints the remote push calls wrapped, so the tests
+see what the push sent: each request to ``integrations/`` and ``integrations/{slug}/`` is
+recorded in ``received`` before the real view answers it; ``fail_deletes`` makes DELETE
+answer 409 instead (a push whose clean-up is refused)."""
 from __future__ import annotations
 
-from django.urls import path
-from rest_framework import status
-from rest_framework.decorators import api_view
-from rest_framework.response import Response
+import json
 
-from marketplace import access
-from marketplace.querysets import PUBLISHING_ROLES
-from marketplace.services.catalog import create_integration
-from marketplace.services.deletion import delete_integration
+from django.http import JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from marketplace.api.integrations import IntegrationViewSet
 from marketplace.urls import urlpatterns as site
 
 received: list[tuple[str, str, dict]] = []
-fail_deletes = False  # a test sets it to see a push whose clean-up is refused
+fail_deletes = False
+
+_list = IntegrationViewSet.as_view({"get": "list", "post": "create"})
+_detail = IntegrationViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
 
 
-@api_view(["POST"])
-def create(request):
-    received.append(("POST", request.path, dict(request.data)))
-    data = request.data
-    organization = access.get_organization_for(request.user, data.get("organization"), PUBLISHING_ROLES)
-    integration = create_integration(
-        organization=organization, name=data.get("name", ""), slug=data.get("slug"), summary=data.get("summary", ""),
-        description=data.get("description", ""), visibility=data.get("visibility", "public"), user=request.user,
-    )
-    return Response({"slug": integration.slug, "name": integration.name, "organization": organization.slug},
-                    status=status.HTTP_201_CREATED)
+def _record(request) -> None:
+    body = json.loads(request.body) if request.body and request.content_type == "application/json" else {}
+    received.append((request.method, request.path, body))
 
 
-@api_view(["DELETE"])
-def delete(request, slug: str):
-    received.append(("DELETE", request.path, {}))
-    if fail_deletes:
-        return Response({"error": {"code": "conflict", "message": "not now"}}, status=status.HTTP_409_CONFLICT)
-    delete_integration(integration=access.get_integration_for(request.user, slug, write=True), user=request.user)
-    return Response(status=status.HTTP_204_NO_CONTENT)
+@csrf_exempt
+def integrations(request):
+    _record(request)
+    return _list(request)
+
+
+@csrf_exempt
+def integration(request, slug: str):
+    _record(request)
+    if request.method == "DELETE" and fail_deletes:
+        return JsonResponse({"error": {"code": "conflict", "message": "not now"}}, status=409)
+    return _detail(request, slug=slug)
 
 
 urlpatterns = [
+    path("api/v1/integrations/", integrations),
+    path("api/v1/integrations/<slug:slug>/", integration),
     *site,
-    path("api/v1/integrations/", create),
-    path("api/v1/integrations/<slug:slug>/", delete),
 ]
