@@ -280,6 +280,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Named after their choices, so a "status" of another resource cannot collide with them.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "marketplace.choices.RunStatus",
+        "TriggerEnum": "marketplace.choices.Trigger",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
