@@ -383,6 +383,12 @@ JUNCTION_RETRY_MAX_ATTEMPTS = 10
 JUNCTION_RETRY_MAX_DELAY_SECONDS = 3600
 JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered item ids per polling timer
 JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
+# Posts to one instance's webhook: a token bucket refilled at RATE a second (0: no limit),
+# holding at most BURST; past it, 429 with Retry-After (runtime/throttle.py, docs/operations.md).
+JUNCTION_WEBHOOK_RATE = float(env("JUNCTION_WEBHOOK_RATE") or 50)
+JUNCTION_WEBHOOK_BURST = env_int("JUNCTION_WEBHOOK_BURST", 200)
+if JUNCTION_WEBHOOK_RATE < 0 or JUNCTION_WEBHOOK_BURST < 1:
+    raise ImproperlyConfigured("JUNCTION_WEBHOOK_RATE must be 0 or more and JUNCTION_WEBHOOK_BURST at least 1")
 # Housekeeping (pruning runs among its jobs) runs this often; at hundreds of runs a second
 # run it every few minutes so each pass prunes a few minutes' worth (docs/operations.md).
 JUNCTION_HOUSEKEEPING_EVERY_SECONDS = env_int("JUNCTION_HOUSEKEEPING_EVERY_SECONDS", 3600)

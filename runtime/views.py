@@ -11,6 +11,7 @@ from marketplace import jsonvalues
 from marketplace.exceptions import InvalidInput, QuotaExceeded
 from marketplace.models import Instance
 
+from . import throttle
 from .events import NotLive, post_event
 
 WEBHOOK_RETRY_AFTER_SECONDS = 30
@@ -28,7 +29,8 @@ def webhook(request, token: str, event: str):
     """202 with the queued run ids; 404 for an unknown token; 400 for a bad event name or
     a body that is not JSON the platform accepts (``marketplace.jsonvalues``: no NaN or
     Infinity, no lone surrogates or NUL, no duplicate keys, nesting at most
-    JUNCTION_JSON_MAX_DEPTH); 429 (code ``queue_full``, with Retry-After) when the
+    JUNCTION_JSON_MAX_DEPTH); 429 (code ``throttled``, with Retry-After) past the instance's
+    JUNCTION_WEBHOOK_RATE (``runtime.throttle``); 429 (code ``queue_full``, with Retry-After) when the
     instance's queue is full; 409 (code ``not_live``, with Retry-After) while the instance
     is being installed, upgraded or uninstalled, or after its install failed; 413 for a body over JUNCTION_WEBHOOK_MAX_BYTES. An empty body
     is a null payload. A disabled instance accepts the event and queues nothing.
@@ -36,6 +38,13 @@ def webhook(request, token: str, event: str):
     instance = Instance.objects.select_related("version").filter(webhook_token=token).first()
     if instance is None:
         return refusal(404, "not_found", "unknown webhook")
+    wait = throttle.take(instance.pk)
+    if wait:
+        seconds = throttle.retry_after(wait)
+        response = refusal(429, "throttled", f"this webhook takes {settings.JUNCTION_WEBHOOK_RATE:g} posts a second "
+                                             f"(bursts of {settings.JUNCTION_WEBHOOK_BURST}): retry in {seconds} s")
+        response["Retry-After"] = seconds
+        return response
     cap = settings.JUNCTION_WEBHOOK_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
     if not length.isdigit() or int(length) > cap:
