@@ -67,6 +67,13 @@ if PRODUCTION and not ALLOWED_HOSTS:
         "answers to, comma-separated (e.g. ALLOWED_HOSTS=junction.example.com)"
     )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The site's public address, for URLs made outside a request: the one-time callback URLs
+# handlers mint in workers (runtime/callbacks.py). By default https:// and the first
+# ALLOWED_HOSTS in production, this machine on JUNCTION_PORT in development.
+JUNCTION_BASE_URL = (
+    env("JUNCTION_BASE_URL")
+    or (f"https://{ALLOWED_HOSTS[0].lstrip('.')}" if PRODUCTION else f"http://127.0.0.1:{env('JUNCTION_PORT', '8000')}")
+).rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -470,6 +477,11 @@ JUNCTION_TENANT_SQL_HEAP_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_HEAP_MAX_BYTES
 JUNCTION_INSTANCE_MAX_QUEUED_RUNS = env_int("JUNCTION_INSTANCE_MAX_QUEUED_RUNS", 1000)
 # New items one polling run may post; the rest are not marked seen and come with the next poll.
 JUNCTION_POLL_MAX_ITEMS = env_int("JUNCTION_POLL_MAX_ITEMS", 100)
+# ctx.callback.url: one-time URLs one run may mint, and the longest life one may ask for
+# (seconds; the default ttl is JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS).
+JUNCTION_CALLBACK_MAX_PER_RUN = env_int("JUNCTION_CALLBACK_MAX_PER_RUN", 100)
+JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS = env_int("JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS", 900)
+JUNCTION_CALLBACK_MAX_TTL_SECONDS = env_int("JUNCTION_CALLBACK_MAX_TTL_SECONDS", 7 * 86400)
 
 LOGGING = {
     "version": 1,

@@ -2,6 +2,8 @@
 event to the instance whose secret ``webhook_token`` is in the URL."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -45,19 +47,32 @@ def webhook(request, token: str, event: str):
                                              f"(bursts of {settings.JUNCTION_WEBHOOK_BURST}): retry in {seconds} s")
         response["Retry-After"] = seconds
         return response
+    payload, refused = read_payload(request)
+    if refused is not None:
+        return refused
+    return posted(lambda: (event, post_event(instance=instance, event=event, payload=payload)))
+
+
+def read_payload(request) -> tuple[object, JsonResponse | None]:
+    """(the JSON body, None), or (None, the refusal): 413 over JUNCTION_WEBHOOK_MAX_BYTES,
+    400 for JSON the platform does not accept. An empty body is a null payload."""
     cap = settings.JUNCTION_WEBHOOK_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
     if not length.isdigit() or int(length) > cap:
-        return refusal(413, "too_large", f"the body must be at most {cap} bytes")
+        return None, refusal(413, "too_large", f"the body must be at most {cap} bytes")
     body = request.read(cap + 1)
     if len(body) > cap:
-        return refusal(413, "too_large", f"the body must be at most {cap} bytes")
+        return None, refusal(413, "too_large", f"the body must be at most {cap} bytes")
     try:
-        payload = jsonvalues.loads(body) if body.strip() else None
+        return (jsonvalues.loads(body) if body.strip() else None), None
     except jsonvalues.JSONRefused as exc:
-        return refusal(400, exc.code, f"the body is not valid JSON: {exc.message}")
+        return None, refusal(400, exc.code, f"the body is not valid JSON: {exc.message}")
+
+
+def posted(post: Callable[[], tuple[str, list]]) -> JsonResponse:
+    """202 with the event and the runs ``post`` queued, or the refusal for what it raised."""
     try:
-        runs = post_event(instance=instance, event=event, payload=payload)
+        event, runs = post()
     except InvalidInput as exc:
         return refusal(400, "invalid", exc.message, exc.errors)
     except NotLive as exc:  # being installed, upgraded or uninstalled: the sender should retry later
