@@ -137,7 +137,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     filterset_class = RunFilterSet
 
     def get_queryset(self):
-        runs = HandlerRun.objects.visible_to(self.request.user).select_related(None).order_by("-created_at", "-pk")
+        runs = HandlerRun.objects.visible_to(self.request.user).order_by("-created_at", "-pk")
         return runs.defer("input", "logs") if self.action == "list" else runs
 
     def get_serializer_context(self):
