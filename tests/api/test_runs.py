@@ -32,7 +32,7 @@ def instance(acme, globex):
 
 
 def finished_run(instance, **fields):
-    fields = {"status": RunStatus.SUCCEEDED, "input": {"order": 41}, "result": {"ok": "customer-result"},
+    fields = {"status": RunStatus.SUCCEEDED, "input": {"order": "customer-input"}, "result": {"ok": "customer-result"},
               "logs": [{"level": "info", "message": "customer-log-line", "fields": {}}],
               "started_at": timezone.now(), "finished_at": timezone.now(), "duration_ms": 12, **fields}
     return factories.make_run(instance, **fields)
@@ -63,7 +63,7 @@ def test_one_run_has_its_input_logs_and_error(api, member, instance):
     run = failed_run(instance)
     body = api(member).get(f"/api/v1/runs/{run.pk}/").json()
     assert body["logs"] == [{"level": "info", "message": "customer-log-line", "fields": {}}]
-    assert body["input"] == {"order": 41} and body["error"]["message"] == "main.lua:3: customer-error-text"
+    assert body["input"] == {"order": "customer-input"} and body["error"]["message"] == "main.lua:3: customer-error-text"
     for name in ("id", "instance", "handler", "trigger", "status", "result", "error", "logs", "duration_ms",
                  "created_at", "started_at", "finished_at", "attempt", "error_code"):
         assert name in body
@@ -77,7 +77,7 @@ def test_the_publisher_sees_its_customers_runs_as_support_fields_only(api, outsi
     for response in (listed, one):
         assert response.status_code == 200
         text = response.content.decode()
-        for private in ("customer-error-text", "customer-log-line", "customer-result", "41"):
+        for private in ("customer-error-text", "customer-log-line", "customer-result", "customer-input"):
             assert private not in text
     item = listed.json()["results"][0]
     assert item["id"] == run.pk and item["status"] == "failed" and item["error_code"] == "lua_error"
@@ -136,8 +136,8 @@ def test_replay_queues_a_new_run_linked_to_the_first(api, member, instance):
     body = response.json()
     new = HandlerRun.objects.get(pk=body["id"])
     assert (new.trigger, new.status, new.first_run_id, new.attempt, new.input) == ("replay", "queued", run.pk, 2,
-                                                                                    {"order": 41})
-    assert body["trigger"] == "replay" and body["first_run"] == run.pk and body["input"] == {"order": 41}
+                                                                                    {"order": "customer-input"})
+    assert body["trigger"] == "replay" and body["first_run"] == run.pk and body["input"] == {"order": "customer-input"}
 
 
 def test_replay_of_an_unfinished_run_is_a_409_and_queues_nothing(api, member, instance):
