@@ -67,6 +67,13 @@ if PRODUCTION and not ALLOWED_HOSTS:
         "answers to, comma-separated (e.g. ALLOWED_HOSTS=junction.example.com)"
     )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The site's public address, for URLs made outside a request: the one-time callback URLs
+# handlers mint in workers (runtime/callbacks.py). By default https:// and the first
+# ALLOWED_HOSTS in production, this machine on JUNCTION_PORT in development.
+JUNCTION_BASE_URL = (
+    env("JUNCTION_BASE_URL")
+    or (f"https://{ALLOWED_HOSTS[0].lstrip('.')}" if PRODUCTION else f"http://127.0.0.1:{env('JUNCTION_PORT', '8000')}")
+).rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -328,6 +335,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStateEnum": "marketplace.choices.VersionState",
         "ReportCodeEnum": "marketplace.packaging.report.CODES",
         "DiffChangeEnum": "marketplace.packaging.diffs.CHANGES",
+        "RunStatusEnum": "marketplace.choices.RunStatus",
+        "TriggerEnum": "marketplace.choices.Trigger",
     },
 }
 
@@ -427,6 +436,12 @@ JUNCTION_RETRY_MAX_ATTEMPTS = 10
 JUNCTION_RETRY_MAX_DELAY_SECONDS = 3600
 JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered item ids per polling timer
 JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
+# Posts to one instance's webhook: a token bucket refilled at RATE a second (0: no limit),
+# holding at most BURST; past it, 429 with Retry-After (runtime/throttle.py, docs/operations.md).
+JUNCTION_WEBHOOK_RATE = float(env("JUNCTION_WEBHOOK_RATE") or 50)
+JUNCTION_WEBHOOK_BURST = env_int("JUNCTION_WEBHOOK_BURST", 200)
+if JUNCTION_WEBHOOK_RATE < 0 or JUNCTION_WEBHOOK_BURST < 1:
+    raise ImproperlyConfigured("JUNCTION_WEBHOOK_RATE must be 0 or more and JUNCTION_WEBHOOK_BURST at least 1")
 # Housekeeping (pruning runs among its jobs) runs this often; at hundreds of runs a second
 # run it every few minutes so each pass prunes a few minutes' worth (docs/operations.md).
 JUNCTION_HOUSEKEEPING_EVERY_SECONDS = env_int("JUNCTION_HOUSEKEEPING_EVERY_SECONDS", 3600)
@@ -508,6 +523,11 @@ JUNCTION_TENANT_SQL_HEAP_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_HEAP_MAX_BYTES
 JUNCTION_INSTANCE_MAX_QUEUED_RUNS = env_int("JUNCTION_INSTANCE_MAX_QUEUED_RUNS", 1000)
 # New items one polling run may post; the rest are not marked seen and come with the next poll.
 JUNCTION_POLL_MAX_ITEMS = env_int("JUNCTION_POLL_MAX_ITEMS", 100)
+# ctx.callback.url: one-time URLs one run may mint, and the longest life one may ask for
+# (seconds; the default ttl is JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS).
+JUNCTION_CALLBACK_MAX_PER_RUN = env_int("JUNCTION_CALLBACK_MAX_PER_RUN", 100)
+JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS = env_int("JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS", 900)
+JUNCTION_CALLBACK_MAX_TTL_SECONDS = env_int("JUNCTION_CALLBACK_MAX_TTL_SECONDS", 7 * 86400)
 
 LOGGING = {
     "version": 1,

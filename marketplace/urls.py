@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("marketplace.api.urls")),
+    path("api/v1/", include("runtime.api_urls")),  # runs/ and timers/
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("hooks/", include("runtime.urls")),  # per-instance webhooks: /hooks/<token>/<event>

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from ..choices import InstanceState, RunStatus
 from ..models import CacheEntry, ContainerEntry, HandlerRun, Instance
+from .run_errors import RunErrorField
 
 ORGANIZATION_HELP = ("Slug of the organization to install for; may be left out by a member of one organization.")
 BINDINGS_HELP = "Each resource alias the manifest declares → the id of a device of the instance's organization."
@@ -77,19 +78,12 @@ class UpgradeSerializer(serializers.Serializer):
                                                "keep their devices.")
 
 
-class RunErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="e.g. lua_error, timeout, input_invalid, output_invalid.")
-    message = serializers.CharField()
-    file = serializers.CharField(allow_blank=True)
-    line = serializers.IntegerField(allow_null=True)
-
-
 class RunOutcomeSerializer(serializers.ModelSerializer):
     """How a run that was made for the caller ended."""
 
     status = serializers.ChoiceField(choices=[RunStatus.SUCCEEDED, RunStatus.FAILED])
     result = serializers.JSONField(allow_null=True)
-    error = serializers.SerializerMethodField()
+    error = RunErrorField(required=True)
     logs = serializers.ListField(child=serializers.DictField())
     run = serializers.IntegerField(source="pk", help_text="The run's id (runs/{id}/).")
 
@@ -98,11 +92,6 @@ class RunOutcomeSerializer(serializers.ModelSerializer):
         fields = ["status", "result", "error", "logs", "duration_ms", "run", "handler"]
         read_only_fields = fields
 
-    @extend_schema_field(RunErrorSerializer(allow_null=True))
-    def get_error(self, run: HandlerRun) -> dict | None:
-        if not run.error_code:
-            return None
-        return {"code": run.error_code, "message": run.error_message, "file": run.error_file, "line": run.error_line}
 
 
 class PingSerializer(serializers.Serializer):

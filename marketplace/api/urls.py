@@ -1,5 +1,6 @@
 """``/api/v1/``: one router for every resource (API.md lists them), and explicit paths for
-what hangs under an integration's slug."""
+what hangs under an integration's slug. Runs and timers are the runtime's: runtime/api_urls.py,
+included beside this by the project's urls.py."""
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
