@@ -1,5 +1,5 @@
 """Lifecycle handlers: ``install``, ``uninstall``, ``upgrade`` and ``ping`` run
-synchronously (``runtime.execution.run_now``) at those moments, called by the install
+synchronously (``runtime.worker.run_now``) at those moments, called by the install
 services (``marketplace.services.installs``) and the console's ping.
 
 A handler may wait on a device for up to a minute, so it never runs inside a transaction:
@@ -19,6 +19,8 @@ from marketplace import access
 from marketplace.choices import LIVE_STATES, InstanceState, RunStatus, Trigger
 from marketplace.exceptions import Conflict, DomainError
 from marketplace.models import HandlerRun, Instance
+
+from .worker import run_now
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,6 @@ def run_lifecycle(*, instance: Instance, moment: str, input: dict | None = None,
         raise RuntimeError(f"{moment} handlers must not run inside a transaction: commit first")
     runs = []
     for name in names:
-        from .execution import run_now
-
         run = run_now(instance=instance, handler=name, input=input or {}, trigger=Trigger.LIFECYCLE)
         runs.append(run)
         if run.status != RunStatus.SUCCEEDED:
