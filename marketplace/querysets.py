@@ -16,8 +16,9 @@ Conditions are subqueries over forward foreign keys, so no row appears twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Q
 
@@ -38,10 +39,14 @@ ALL_ROLES = tuple(Role.values)
 PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
 
 
-def _organizations_of(user: AnyUser, roles: Roles | None = None) -> models.QuerySet:
-    from .models import Membership
+def _model(name: str) -> Any:
+    # The models import this module for their managers: other models are named by label,
+    # as a ForeignKey names them, so the imports run one way (tests/test_import_layers.py).
+    return apps.get_model("marketplace", name)
 
-    memberships = Membership.objects.filter(user=user)
+
+def _organizations_of(user: AnyUser, roles: Roles | None = None) -> models.QuerySet:
+    memberships = _model("Membership").objects.filter(user=user)
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return memberships.values("organization")
@@ -91,9 +96,8 @@ class PublisherRowsQuerySet(ScopedQuerySet):
     integration_path = "integration"
 
     def visible_to(self, user: User) -> Self:
-        from .models import Integration
-
-        return self.filter(**{f"{self.integration_path}__in": Integration.objects.visible_to(user).values("pk")})
+        visible = _model("Integration").objects.visible_to(user).values("pk")
+        return self.filter(**{f"{self.integration_path}__in": visible})
 
     def changeable_by(self, user: AnyUser) -> Self:
         return self._scoped(user, lambda user: _in_organizations(f"{self.integration_path}__owner", user, PUBLISHING_ROLES))
@@ -133,10 +137,8 @@ class IntegrationQuerySet(models.QuerySet):
 
     def installable(self) -> Self:
         """Integrations with at least one published, available version."""
-        from .models import IntegrationVersion
-
         return self.filter(
-            Exists(IntegrationVersion.objects.available().filter(integration=OuterRef("pk")))
+            Exists(_model("IntegrationVersion").objects.available().filter(integration=OuterRef("pk")))
         )
 
     def search(self, text: str) -> Self:
@@ -156,9 +158,8 @@ class VersionQuerySet(PublisherRowsQuerySet):
     def visible_to(self, user: User) -> Self:
         """Published versions of the integrations the user sees, and every version (drafts
         included) of the integrations they publish."""
-        from .models import Integration
-
-        published = Q(state=VersionState.PUBLISHED, integration__in=Integration.objects.visible_to(user).values("pk"))
+        visible = _model("Integration").objects.visible_to(user).values("pk")
+        published = Q(state=VersionState.PUBLISHED, integration__in=visible)
         if not user.is_authenticated:
             return self.filter(published)
         if user.is_superuser:

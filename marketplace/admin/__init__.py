@@ -17,6 +17,6 @@ from . import (  # noqa: F401 (registration)
     media,
     organizations,
     packaging,  # noqa: F401 (registration: API index, version validate/diff/export)
-    runs,
+    storage,
     versions,
 )

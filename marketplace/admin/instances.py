@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from .. import access
 from ..choices import RunStatus
 from ..exceptions import DomainError
+from ..hooks import runtime_hooks
 from ..models import Instance, ResourceBinding
 from ..services import installs
 from .forms import InstanceForm
@@ -185,11 +186,9 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
 
     @admin.action(description="Ping the selected instances (run their ping handler now)")
     def ping(self, request, queryset):
-        from runtime.lifecycle import ping_instance
-
         for instance in queryset:
             try:
-                runs = ping_instance(instance=instance, user=request.user)
+                runs = runtime_hooks().ping_instance(instance=instance, user=request.user)
             except DomainError as exc:
                 report(request, exc, prefix=f"Ping of {instance.name}: ")
                 continue
