@@ -26,7 +26,8 @@ from .ctx import Ctx
 from .devices import DeviceSpec, bindings_for
 from .isolation import run_isolated
 from .limits import Limits, limits_for
-from .sandbox import RunResult, SandboxError, run_lua
+from .outcomes import RunResult, SandboxError
+from .sandbox import run_lua
 from .stores import DjangoStore, Store
 
 logger = logging.getLogger(__name__)

@@ -28,3 +28,17 @@ def test_only_the_postgres_module_asks_which_database_it_is_on():
     ]
     assert not asking, "branch on the database vendor only in runtime/postgres.py: " + ", ".join(asking)
     assert re.search(r"\.vendor\b", VENDOR_MODULE.read_text())
+
+
+# About 400 lines of Python: beyond it a module holds more than one thing (cut it along a
+# seam, as devices.py / device_sql.py and stores.py / quotas.py / tenant_sql.py are).
+RUNTIME_MODULE_MAX_LINES = 420
+
+
+def test_no_runtime_module_is_over_the_ceiling():
+    over = {
+        str(path.relative_to(ROOT)): lines
+        for path in sources("runtime")
+        if (lines := len(path.read_text().splitlines())) > RUNTIME_MODULE_MAX_LINES
+    }
+    assert not over, f"runtime modules over {RUNTIME_MODULE_MAX_LINES} lines: {over}"

@@ -31,7 +31,7 @@ from marketplace import jsonvalues
 from runtime.devices import DeviceSpec
 from runtime.events import polled_items
 from runtime.execution import run_spec
-from runtime.sandbox import RunResult
+from runtime.outcomes import RunResult
 from runtime.stores import MemoryStore
 
 
