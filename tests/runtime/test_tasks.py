@@ -281,3 +281,27 @@ def test_of_two_pickups_of_one_queued_run_only_the_first_takes_it():
     instance = install()
     run = dispatched_run(instance)
     assert [worker.claim(run.pk)[0], worker.claim(run.pk)[0]] == ["execute", "duplicate"]
+
+
+def test_a_caller_that_runs_its_run_itself_claims_what_a_worker_would_not():
+    """The one claim, two callers: a worker refuses a disabled instance's run and leaves a
+    running one to its worker; ``run_now`` (``by_caller``) runs its own run whatever the
+    instance's flag, and takes over one picked up before. Neither runs a finished run."""
+    instance = install()
+    disabled = dispatched_run(instance)
+    instance.__class__.objects.filter(pk=instance.pk).update(enabled=False)
+    taken = HandlerRun.objects.create(instance=instance, handler="tick", trigger=Trigger.MANUAL)
+    assert worker.claim(taken.pk, by_caller=True)[0] == "execute"
+    assert worker.claim(disabled.pk)[0] == "refused"
+
+    instance.__class__.objects.filter(pk=instance.pk).update(enabled=True)
+    running = HandlerRun.objects.create(instance=instance, handler="tick", trigger=Trigger.MANUAL)
+    assert worker.claim(running.pk)[0] == "execute"
+    assert worker.claim(running.pk)[0] == "duplicate"
+    outcome, run = worker.claim(running.pk, by_caller=True)
+    assert (outcome, run.status, run.starts) == ("execute", RunStatus.RUNNING, 2)
+
+    finished = worker.execute_run(running.pk)
+    assert finished.status == RunStatus.SUCCEEDED
+    assert worker.execute_run(running.pk).finished_at == finished.finished_at
+    assert worker.claim(running.pk, by_caller=True)[0] == "finished"
