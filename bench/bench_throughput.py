@@ -12,7 +12,7 @@ drains the queue:
 - handler runs: queued HandlerRun rows of a trivial event handler, each executed in the
   Lua sandbox and recorded; timed from the first ``started_at`` to the last ``finished_at``.
   Sent two ways: one run per message (``JUNCTION_RUN_BATCH_MAX=1``: events arriving one
-  by one) and as one burst (``runs.publish_runs`` batching it: a dispatcher tick, polled
+  by one) and as one burst (``messages.publish_runs`` batching it: a dispatcher tick, polled
   items), which is how runs sent together travel. One run per message is also measured with
   two workers: a worker's parent process handles its messages one at a time.
 CPU per run is read from /proc for the worker's parent and pool processes, PostgreSQL and
@@ -115,7 +115,7 @@ def bench_runs(app, env, instance, n: int, concurrency: int, batch_max: int | No
 
     from marketplace.choices import RunStatus, Trigger
     from marketplace.models import HandlerRun
-    from runtime.runs import message_batches, publish_runs
+    from runtime.messages import message_batches, publish_runs
 
     purge_queues(app)
     HandlerRun.objects.all().delete()

@@ -107,3 +107,22 @@ class QuotaExceeded(DomainError):
     def __init__(self, message: str | None = None, *, code: str = "quota_exceeded", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.code = code
+
+
+class LifecycleFailed(DomainError):
+    """A lifecycle handler failed; the operation that ran it was not done. Carries the
+    run's error code and message, the run (saved: the customer sees it in the instance's
+    runs) and, once the service has recorded the failure, the ``instance`` as left."""
+
+    status_code = 409
+
+    def __init__(self, run: Any, moment: str):  # run: the failed HandlerRun
+        self.run = run
+        self.moment = moment
+        self.instance: Any = None  # an Instance
+        self.code = run.error_code or "failed"
+        where = f" ({run.error_file}:{run.error_line})" if run.error_file and run.error_line else ""
+        super().__init__(
+            f"the {moment} handler {run.handler!r} failed: {self.code}: {run.error_message}{where}",
+            field="__all__",
+        )

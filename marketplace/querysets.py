@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -41,10 +42,14 @@ ALL_ROLES = tuple(Role.values)
 PUBLISHING_ROLES = (Role.OWNER, Role.PUBLISHER)
 
 
-def _organizations_of(user: AnyUser, roles: Roles | None = None) -> models.QuerySet:
-    from .models import Membership
+def _model(name: str) -> Any:
+    # The models import this module for their managers: other models are named by label,
+    # as a ForeignKey names them, so the imports run one way (tests/test_import_layers.py).
+    return apps.get_model("marketplace", name)
 
-    memberships = Membership.objects.filter(user=user)
+
+def _organizations_of(user: AnyUser, roles: Roles | None = None) -> models.QuerySet:
+    memberships = _model("Membership").objects.filter(user=user)
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return memberships.values("organization")
@@ -94,9 +99,8 @@ class PublisherRowsQuerySet(ScopedQuerySet):
     integration_path = "integration"
 
     def visible_to(self, user: User) -> Self:
-        from .models import Integration
-
-        return self.filter(**{f"{self.integration_path}__in": Integration.objects.visible_to(user).values("pk")})
+        visible = _model("Integration").objects.visible_to(user).values("pk")
+        return self.filter(**{f"{self.integration_path}__in": visible})
 
     def changeable_by(self, user: AnyUser) -> Self:
         return self._scoped(user, lambda user: _in_organizations(f"{self.integration_path}__owner", user, PUBLISHING_ROLES))
@@ -149,10 +153,8 @@ class IntegrationQuerySet(models.QuerySet):
 
     def installable(self) -> Self:
         """Integrations with at least one published, available version."""
-        from .models import IntegrationVersion
-
         return self.filter(
-            Exists(IntegrationVersion.objects.available().filter(integration=OuterRef("pk")))
+            Exists(_model("IntegrationVersion").objects.available().filter(integration=OuterRef("pk")))
         )
 
     def search(self, text: str) -> Self:
@@ -176,7 +178,7 @@ class IntegrationQuerySet(models.QuerySet):
 
     def for_listing(self) -> Self:
         """With the category and owner, ``latest_number`` and ``instance_count``."""
-        from .models import Instance
+        Instance = _model("Instance")
 
         instances = (Instance.objects.filter(version__integration=OuterRef("pk")).order_by()
                      .values("version__integration").annotate(n=Count("pk")).values("n"))
@@ -190,7 +192,7 @@ class IntegrationQuerySet(models.QuerySet):
 # when a queryset resolves it, so one instance serves every queryset.
 @functools.cache
 def _latest_number() -> Subquery:
-    from .models import IntegrationVersion
+    IntegrationVersion = _model("IntegrationVersion")
 
     return Subquery(IntegrationVersion.objects.published().filter(integration=OuterRef("pk"))
                     .order_by("-number").values("number")[:1])
@@ -198,14 +200,14 @@ def _latest_number() -> Subquery:
 
 @functools.cache
 def _owner_slug() -> Subquery:
-    from .models import Organization
+    Organization = _model("Organization")
 
     return Subquery(Organization.objects.filter(pk=OuterRef("owner_id")).values("slug"))
 
 
 @functools.cache
 def _category_slug() -> Subquery:
-    from .models import Category
+    Category = _model("Category")
 
     return Subquery(Category.objects.filter(pk=OuterRef("category_id")).values("slug"))
 
@@ -214,9 +216,8 @@ class VersionQuerySet(PublisherRowsQuerySet):
     def visible_to(self, user: User) -> Self:
         """Published versions of the integrations the user sees, and every version (drafts
         included) of the integrations they publish."""
-        from .models import Integration
-
-        published = Q(state=VersionState.PUBLISHED, integration__in=Integration.objects.visible_to(user).values("pk"))
+        visible = _model("Integration").objects.visible_to(user).values("pk")
+        published = Q(state=VersionState.PUBLISHED, integration__in=visible)
         if not user.is_authenticated:
             return self.filter(published)
         if user.is_superuser:

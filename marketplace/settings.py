@@ -409,7 +409,7 @@ CELERY_TASK_TIME_LIMIT = JUNCTION_RUN_TIME_LIMIT
 # `worker_lost`, looking every REAP_EVERY seconds (runtime.runs.fail_stale_runs).
 JUNCTION_RUN_REAP_MARGIN_SECONDS = env_int("JUNCTION_RUN_REAP_MARGIN_SECONDS", 20)
 JUNCTION_RUN_REAP_EVERY_SECONDS = env_int("JUNCTION_RUN_REAP_EVERY_SECONDS", 15)
-# Runs executed for a web request or a command (runtime.execution.run_now, run_handler) run
+# Runs executed for a web request or a command (runtime.worker.run_now, run_handler) run
 # in a child process killed this many ms after the run's own timeout (runtime.isolation):
 # the backstop for code stuck where the sandbox cannot interrupt it. An RLIMIT_CPU of the
 # same length is the child's second line.

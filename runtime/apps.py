@@ -13,5 +13,19 @@ class RuntimeConfig(AppConfig):
     verbose_name = "Junction runtime"
 
     def ready(self) -> None:
+        from marketplace.hooks import RuntimeHooks, register_runtime
+
+        from . import events, lifecycle, schedules, worker
+
+        # The domain runs lifecycle handlers and keeps timers in step through these: it
+        # never imports the runtime, which builds on it (marketplace/hooks.py).
+        register_runtime(RuntimeHooks(
+            lifecycle_handlers=lifecycle.lifecycle_handlers,
+            run_lifecycle=lifecycle.run_lifecycle,
+            ping_instance=lifecycle.ping_instance,
+            sync_schedules=schedules.sync_schedules,
+            run_now=worker.run_now,
+            post_event=events.post_event,
+        ))
         # The beat entries this app owns exist after every migrate (idempotent).
         post_migrate.connect(_ensure_periodic_tasks, sender=self, dispatch_uid="runtime.ensure_periodic_tasks")

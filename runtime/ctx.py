@@ -52,10 +52,10 @@ from typing import Any
 from marketplace import schemas
 from marketplace.packaging import contract
 
-from . import devices
+from . import device_sql, devices
 from .devices import DeviceSpec
 from .limits import Limits
-from .sandbox import HostError, RunStopped
+from .outcomes import HostError, RunStopped
 from .stores import Store
 
 PERMISSIONS = contract.PERMISSIONS
@@ -156,7 +156,7 @@ class Ctx:
 
     def _sql(self, args, deadline):
         device = self._device(args[0], "sql", "device.sql")
-        return devices.sql_execute(
+        return device_sql.sql_execute(
             device, args[1], args[2], write="device.sql.write" in self.permissions,
             deadline=deadline, max_rows=self.limits.sql_max_rows,
         )
@@ -240,7 +240,7 @@ class Ctx:
         query = args[0]
         if not isinstance(query, str) or not query.strip():
             raise HostError("invalid_argument", "ctx.sql: query must be a non-empty string")
-        params = devices.check_params(args[1])
+        params = device_sql.check_params(args[1])
         return self.store.tenant_sql(query, params, deadline=deadline, max_rows=self.limits.sql_max_rows)
 
     # --- callbacks ---

@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
 
+from . import postgres
+from .messages import publish_runs
 from .models import TimerSchedule
-from .runs import QUEUE_FULL, publish_runs, queue_rooms
+from .runs import QUEUE_FULL, queue_rooms
 from .schedules import iso, next_slot
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
     Each batch is one short transaction; messages go out when it commits. Stops when
     nothing is due or after ``max_seconds`` (the rest waits for the next tick). ``now``
     defaults to the clock, read again for every batch. ``send(run_ids)`` publishes a
-    committed batch (default: ``runtime.runs.publish_runs``).
+    committed batch (default: ``runtime.messages.publish_runs``).
     """
     send = publish_runs if send is None else send
     batch_size = batch_size or settings.JUNCTION_DISPATCH_BATCH
@@ -118,7 +120,7 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
                     slots.append(slot)
                     row.last_run_at = tick
                 row.next_run_at = next_slot(row, max(tick, slot))
-            _advance(rows)
+            postgres.advance_timers(rows)
             created = _insert_runs(runs)
             if refused:
                 report.skipped_full += len(_insert_runs(refused))
@@ -141,25 +143,6 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None,
         log.info("dispatched %d timer runs (%d claimed) in %.0f ms", report.enqueued, report.claimed,
                  report.seconds * 1000)
     return report
-
-
-def _advance(rows: list[TimerSchedule]) -> None:
-    """Write the claimed rows' new next_run_at / last_run_at / enabled in one statement.
-    On PostgreSQL an UPDATE … FROM (VALUES …): Django's bulk_update builds a CASE per row
-    and field, which costs about a millisecond per row at this size."""
-    if connection.vendor != "postgresql":
-        TimerSchedule.objects.bulk_update(rows, ["next_run_at", "last_run_at", "enabled"])
-        return
-    table = TimerSchedule._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::timestamptz, %s::timestamptz, %s::boolean)"] * len(rows))
-    params = [p for row in rows for p in (row.pk, row.next_run_at, row.last_run_at, row.enabled)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" AS t SET next_run_at = v.next_run_at, last_run_at = v.last_run_at, '
-            f"enabled = v.enabled FROM (VALUES {values}) AS v(id, next_run_at, last_run_at, enabled) "
-            "WHERE t.id = v.id",
-            params,
-        )
 
 
 def _insert_runs(runs: list[HandlerRun]) -> list[HandlerRun]:

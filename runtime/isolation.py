@@ -43,7 +43,8 @@ from typing import Any
 from django.conf import settings
 
 from .limits import Limits
-from .sandbox import Host, HostError, RunResult, RunStopped, SandboxError, run_lua
+from .outcomes import Host, HostError, RunResult, RunStopped, SandboxError
+from .sandbox import run_lua
 
 logger = logging.getLogger(__name__)
 

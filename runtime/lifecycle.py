@@ -1,5 +1,5 @@
 """Lifecycle handlers: ``install``, ``uninstall``, ``upgrade`` and ``ping`` run
-synchronously (``runtime.execution.run_now``) at those moments, called by the install
+synchronously (``runtime.worker.run_now``) at those moments, called by the install
 services (``marketplace.services.installs``) and the console's ping.
 
 A handler may wait on a device for up to a minute, so it never runs inside a transaction:
@@ -17,31 +17,14 @@ from django.db import connection
 
 from marketplace import access
 from marketplace.choices import LIVE_STATES, InstanceState, RunStatus, Trigger
-from marketplace.exceptions import Conflict, DomainError
+from marketplace.exceptions import Conflict, LifecycleFailed
 from marketplace.models import HandlerRun, Instance
+
+from .worker import run_now
 
 log = logging.getLogger(__name__)
 
 MOMENTS = ("install", "uninstall", "upgrade", "ping")
-
-
-class LifecycleFailed(DomainError):
-    """A lifecycle handler failed; the operation that ran it was not done. Carries the
-    run's error code and message, the run (saved: the customer sees it in the instance's
-    runs) and, once the service has recorded the failure, the ``instance`` as left."""
-
-    status_code = 409
-
-    def __init__(self, run: HandlerRun, moment: str):
-        self.run = run
-        self.moment = moment
-        self.instance: Instance | None = None
-        self.code = run.error_code or "failed"
-        where = f" ({run.error_file}:{run.error_line})" if run.error_file and run.error_line else ""
-        super().__init__(
-            f"the {moment} handler {run.handler!r} failed: {self.code}: {run.error_message}{where}",
-            field="__all__",
-        )
 
 
 def in_transaction() -> bool:
@@ -68,8 +51,6 @@ def run_lifecycle(*, instance: Instance, moment: str, input: dict | None = None,
         raise RuntimeError(f"{moment} handlers must not run inside a transaction: commit first")
     runs = []
     for name in names:
-        from .execution import run_now
-
         run = run_now(instance=instance, handler=name, input=input or {}, trigger=Trigger.LIFECYCLE)
         runs.append(run)
         if run.status != RunStatus.SUCCEEDED:

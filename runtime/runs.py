@@ -1,12 +1,13 @@
-"""Queued handler runs: creating them, sending them to the ``handlers`` queue, picking
-them up in a worker, and what follows a run (retries, polled items). Replay lives here too.
+"""Creating handler runs: the one way a run comes to exist and be queued. Events
+(``runtime.events``), timer slots (``runtime.dispatcher``), retries (``runtime.worker``),
+replays and "run now" (the console) all insert queued rows here; the rows are sent to
+the ``handlers`` queue by ``runtime.messages`` when their transaction commits, and a
+worker takes them from there (``runtime.worker``). Housekeeping that sends or settles
+runs left behind (lost messages, lost workers) is here too.
 
 A run is a HandlerRun row first and a Celery message second: the message carries only the
-run's id and is sent when the transaction that created the row commits. A worker claims
-the row before executing it, in the same statement stamping ``started_at`` and counting
-the pickup in ``starts``; a run found ``running`` at pickup lost its worker (killed by the
-hard time limit, memory, a crash) and after ``JUNCTION_RUN_MAX_STARTS`` pickups it is recorded as failed (``worker_lost``) instead of
-being redelivered forever.
+run's id, so a message lost between commit and send is found again
+(``requeue_stranded_runs``) and a message sent twice is harmless (the worker's claim).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max, Q
+from django.db import transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from marketplace import access
@@ -23,59 +24,15 @@ from marketplace.choices import RunStatus, Trigger
 from marketplace.exceptions import Conflict, InvalidInput, QuotaExceeded
 from marketplace.models import HandlerRun, Instance
 
+from .messages import publish_runs
+from .schedules import iso
+
 log = logging.getLogger(__name__)
 
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
-# Runs of these triggers are retried when the handler declares ``retry``.
-RETRIED_TRIGGERS = (Trigger.TIMER, Trigger.EVENT, Trigger.RETRY)
 
 
-# --- Creating and sending -----------------------------------------------------------------
-
-def message_batches(run_ids: list[int], *, most: int | None = None, spread: int | None = None) -> list[list[int]]:
-    """Split run ids sent together into messages: one run per message up to ``spread``
-    runs, so that a small burst is taken by that many workers at once; beyond that, as
-    few messages as keep each at most ``most`` runs (JUNCTION_RUN_BATCH_MAX), evenly
-    filled and in order. A message costs the worker's parent process more than a trivial
-    run costs its child, so a large burst in batches runs several times faster."""
-    most = max(1, settings.JUNCTION_RUN_BATCH_MAX if most is None else most)
-    spread = max(1, settings.JUNCTION_RUN_BATCH_SPREAD if spread is None else spread)
-    total = len(run_ids)
-    if not total:
-        return []
-    count = max(-(-total // most), min(total, spread))
-    size, longer = divmod(total, count)
-    batches, start = [], 0
-    for index in range(count):
-        end = start + size + (index < longer)
-        batches.append(list(run_ids[start:end]))
-        start = end
-    return batches
-
-
-def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
-    """Send the runs over one broker connection, batched by ``message_batches``: a batch
-    of one is a ``run_handler_task`` message, a longer one a ``run_batch_task``."""
-    if not run_ids:
-        return
-    from .tasks import run_batch_task, run_handler_task
-
-    def send(batch: list[int], **options) -> None:
-        if len(batch) == 1:
-            run_handler_task.apply_async((batch[0],), countdown=countdown, **options)
-        else:
-            run_batch_task.apply_async((batch,), countdown=countdown, **options)
-
-    batches = message_batches(list(run_ids))
-    app = run_handler_task.app
-    if app.conf.task_always_eager:
-        for batch in batches:
-            send(batch)
-        return
-    with app.producer_or_acquire() as producer:
-        for batch in batches:
-            send(batch, producer=producer)
-
+# --- Creating ---------------------------------------------------------------------------
 
 def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> list[HandlerRun]:
     """Insert queued runs and send them when the surrounding transaction commits."""
@@ -146,8 +103,6 @@ def enqueue_run(*, instance: Instance, handler: str, trigger: str, input: dict |
 
 def run_timer_now(*, schedule, user=None) -> HandlerRun:
     """Queue an extra run of a timer now (admin "run now"); its schedule is unchanged."""
-    from .schedules import iso
-
     access.require_role(user, schedule.instance.organization)
     return enqueue_run(
         instance=schedule.instance, handler=schedule.handler, trigger=Trigger.MANUAL,
@@ -169,190 +124,6 @@ def replay_run(*, run: HandlerRun, user=None) -> HandlerRun:
         instance=run.instance, handler=run.handler, trigger=Trigger.REPLAY, input=run.input,
         first_run=first, attempt=last_attempt + 1,
     )
-
-
-# --- Picking up a run in a worker ------------------------------------------------------
-
-def process_run(run_id: int, *, redelivered: bool = False) -> str:
-    """What ``run_handler_task`` does: claim, execute, follow up. ``redelivered`` is the
-    broker's flag: the message was given back by a worker that died (or timed out).
-    Returns what happened ("executed", "finished", "duplicate", "refused", "lost",
-    "gone") for logs and tests."""
-    from .execution import claim_and_load, execute_run
-
-    run = None
-    if connection.vendor == "postgresql":
-        # The common pickup in one statement; anything else takes claim_run's other branches.
-        run = claim_and_load(run_id)
-        outcome = "execute" if run is not None else claim_run(run_id, redelivered=redelivered, tried=True)
-    else:
-        outcome = claim_run(run_id, redelivered=redelivered)
-    if outcome == "execute":
-        run = execute_run(run_id, claimed=True, run=run)
-        follow_up(run)
-        return "executed"
-    if outcome == "finished":
-        # Delivered again after its outcome was recorded: only the (idempotent) follow-ups.
-        follow_up(HandlerRun.objects.get(pk=run_id))
-    return outcome
-
-
-def redelivery_order(run_ids: list[int]) -> tuple[list[int], int | None]:
-    """A redelivered batch: (its runs in the order to run them, the run its dead worker was
-    running or None).
-
-    A batch runs in order, so the run its worker was running is the first one not finished,
-    if that one is ``running``; it goes last, so that a run that kills its worker holds up
-    the others of its batch once at most. Any other ``running`` run of the batch was sent
-    on to another message (the batch ran out of time) and may be running there now: it is
-    not taken for lost."""
-    statuses = dict(HandlerRun.objects.filter(pk__in=run_ids).values_list("pk", "status"))
-    pending = [run_id for run_id in run_ids if statuses.get(run_id) not in FINISHED]
-    crashed = pending[0] if pending and statuses.get(pending[0]) == RunStatus.RUNNING else None
-    return [run_id for run_id in run_ids if run_id != crashed] + ([crashed] if crashed else []), crashed
-
-
-def claim_run(run_id: int, *, redelivered: bool = False, tried: bool = False) -> str:
-    """Take the run for this pickup. The common case is one UPDATE moving it from queued
-    to running, so two messages for one run never both execute it; the same UPDATE stamps
-    ``started_at`` and counts the pickup in ``starts`` (``F("starts") + 1``). Whenever
-    "execute" is returned the pickup has been stamped and counted, so the caller runs it
-    with ``execute_run(run_id, claimed=True)``.
-
-    A run already ``running`` was picked up before. If this message was redelivered (or
-    the run started longer ago than the hard time limit), that worker died: run it again,
-    unless it has been picked up JUNCTION_RUN_MAX_STARTS times (then ``worker_lost``).
-    Otherwise another worker is running it now and this message is a duplicate.
-
-    ``tried=True``: the caller already ran that UPDATE (``execution.claim_and_load``, the
-    same statement on PostgreSQL) and it claimed nothing; only the other branches are left."""
-    # No join in the UPDATE: the status test must sit in its own WHERE, so that of two
-    # concurrent pickups the second re-checks it after the first commits (PostgreSQL).
-    enabled = Instance.objects.filter(enabled=True).values("pk")
-    if not tried and HandlerRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, instance_id__in=enabled).update(
-        status=RunStatus.RUNNING, started_at=timezone.now(), starts=F("starts") + 1
-    ):
-        return "execute"
-    with transaction.atomic():
-        run = HandlerRun.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=run_id).first()
-        if run is None:
-            return "gone"
-        if run.status in FINISHED:
-            return "finished"
-        if run.status == RunStatus.RUNNING:
-            limit = timezone.now() - timedelta(seconds=settings.JUNCTION_RUN_TIME_LIMIT)
-            if not (redelivered or (run.started_at and run.started_at < limit)):
-                return "duplicate"
-        if not run.instance.enabled:
-            _record_failure(run, "instance_disabled", "the instance is disabled: its handlers do not run")
-            return "refused"
-        if run.status == RunStatus.RUNNING:
-            if run.starts >= settings.JUNCTION_RUN_MAX_STARTS:
-                _record_failure(
-                    run, "worker_lost",
-                    f"the run stopped its worker {run.starts} times (time limit, memory or crash); not retried",
-                )
-                return "lost"
-            log.warning("run %s was picked up before by a worker that died; running it again", run_id)
-        # Stamped and counted while the row is locked, like the UPDATE above.
-        run.status = RunStatus.RUNNING
-        run.started_at = timezone.now()
-        run.starts += 1
-        run.save(update_fields=["status", "started_at", "starts"])
-        return "execute"
-
-
-def fail_run(run_id: int, code: str, message: str) -> None:
-    """Record a run as failed from outside the sandbox (time limit, lost worker)."""
-    with transaction.atomic():
-        run = HandlerRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is not None and run.status not in FINISHED:
-            _record_failure(run, code, message)
-
-
-def _record_failure(run: HandlerRun, code: str, message: str) -> None:
-    now = timezone.now()
-    run.status = RunStatus.FAILED
-    run.error_code, run.error_message = code, message
-    run.finished_at = now
-    if run.started_at:
-        run.duration_ms = max(0, int((now - run.started_at).total_seconds() * 1000))
-    run.save(update_fields=["status", "error_code", "error_message", "finished_at", "duration_ms"])
-
-
-# --- After a run ---------------------------------------------------------------------------
-
-def follow_up(run: HandlerRun) -> None:
-    """Retry a failed timer/event run if its handler says so; post a polling timer's new
-    items. Both are idempotent, so a redelivered message cannot double them. Most runs
-    need neither and cost no query here (nor does a failed run whose handler declares no
-    retry, when its version was loaded with it, as ``execute_run`` does)."""
-    if run.status == RunStatus.FAILED and run.trigger in RETRIED_TRIGGERS and run.error_code != "worker_lost":
-        spec = _loaded_handler_spec(run)
-        if spec is None or run.attempt < retry_policy(spec)[0]:
-            schedule_retry(run)
-    elif run.status == RunStatus.SUCCEEDED and isinstance(run.result, dict) and "items" in run.result:
-        from .events import post_polled_items
-
-        post_polled_items(run)
-
-
-def _loaded_handler_spec(run: HandlerRun) -> dict | None:
-    """``handler_spec(run)`` if the run's instance, version and manifest are already loaded
-    (no query); None otherwise."""
-    if not HandlerRun.instance.is_cached(run):
-        return None
-    instance = run.instance
-    if not Instance.version.is_cached(instance) or "manifest" in instance.version.get_deferred_fields():
-        return None
-    return handler_spec(run)
-
-
-def handler_spec(run: HandlerRun) -> dict:
-    spec = run.instance.version.handlers.get(run.handler)
-    return spec if isinstance(spec, dict) else {}
-
-
-def retry_policy(spec: dict) -> tuple[int, float]:
-    """``retry: {attempts, backoff}`` → (total attempts including the first, first delay).
-    Missing or malformed values mean no retry; both are capped by settings."""
-    retry = spec.get("retry")
-    if not isinstance(retry, dict):
-        return 1, 0.0
-    attempts, backoff = retry.get("attempts", 1), retry.get("backoff", 0)
-    if isinstance(attempts, bool) or not isinstance(attempts, int):
-        attempts = 1
-    if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
-        backoff = 0
-    return max(1, min(attempts, settings.JUNCTION_RETRY_MAX_ATTEMPTS)), float(backoff)
-
-
-def retry_delay(*, backoff: float, attempt: int) -> float:
-    """Seconds before the attempt after failed attempt ``attempt``: backoff, doubling."""
-    return min(backoff * 2 ** (attempt - 1), settings.JUNCTION_RETRY_MAX_DELAY_SECONDS)
-
-
-def schedule_retry(run: HandlerRun) -> HandlerRun | None:
-    """Queue the next attempt of a failed run after ``backoff * 2**(attempt-1)`` seconds.
-    ``attempts`` counts the first run: ``attempts: 3`` means up to two retries."""
-    run = HandlerRun.objects.select_related("instance__version").get(pk=run.pk)
-    attempts, backoff = retry_policy(handler_spec(run))
-    if run.attempt >= attempts or not run.instance.enabled:
-        return None
-    first_id = run.first_run_id or run.pk
-    delay = retry_delay(backoff=backoff, attempt=run.attempt)
-    retry = HandlerRun(
-        instance=run.instance, handler=run.handler, trigger=Trigger.RETRY, input=run.input,
-        first_run_id=first_id, attempt=run.attempt + 1, idempotency_key=f"retry:{first_id}:{run.attempt + 1}",
-    )
-    try:
-        with transaction.atomic():
-            enqueue_runs([retry], countdown=delay or None)
-    except IntegrityError:
-        return None  # this attempt is already queued
-    retry.countdown = delay  # for callers and tests: the message was sent with it
-    log.info("run %s failed (%s); attempt %d in %.0f s", run.pk, run.error_code, retry.attempt, delay)
-    return retry
 
 
 # --- Housekeeping --------------------------------------------------------------------------
@@ -391,27 +162,3 @@ def fail_stale_runs(*, now=None) -> int:
     if failed:
         log.warning("recorded %d runs whose worker was lost as worker_lost", failed)
     return failed
-
-
-def stopped_by_time_limit(run_ids: list[int], *, seconds: float) -> HandlerRun | None:
-    """The task running ``run_ids`` was killed by its hard time limit (the worker's main
-    process calls this; the message is acked, not redelivered). The run it was running, the
-    last one of them started, is recorded as failed (``timeout``) and followed up like any
-    failed run; those it had not reached are sent again. Returns the run recorded."""
-    stuck = (
-        HandlerRun.objects.filter(pk__in=run_ids, status=RunStatus.RUNNING)
-        .order_by("-started_at").values_list("pk", flat=True).first()
-    )
-    if stuck is not None:
-        fail_run(stuck, "timeout", (
-            f"the run was stopped by the worker's hard time limit ({seconds:g} s): it was stuck "
-            "where the sandbox could not interrupt it"
-        ))
-    queued = set(HandlerRun.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED).values_list("pk", flat=True))
-    publish_runs([run_id for run_id in run_ids if run_id in queued])
-    if stuck is None:
-        return None
-    run = HandlerRun.objects.get(pk=stuck)
-    if run.error_code == "timeout":
-        follow_up(run)
-    return run

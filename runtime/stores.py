@@ -9,39 +9,27 @@ Two implementations of one interface (``Store``):
 - ``MemoryStore()`` for ``run_handler``: dictionaries and an in-memory SQLite database,
   shared by the runs of one process and thrown away after.
 
-Tenant SQL isolation: each organization has its own SQLite file,
-``JUNCTION_RUNTIME_TENANT_DIR/<organization id>.sqlite3``, and the connection is guarded
-(``devices.guard_sqlite``): ATTACH (including VACUUM INTO), DETACH, PRAGMA, transactions
-and extensions are denied by an authorizer and the attached-database limit is 0, so a
-statement can only ever reach its own organization's file.
-
-Quotas (docs/quotas.md), the same in both implementations, so ``run_handler`` meets them
-first: an instance's containers and cache together, and an organization's tenant cache,
-are each capped in bytes (``entry_size``) and entries; a write over it raises the
-catchable ``quota_exceeded``. Replacing a value charges the difference, deleting frees its
-share, and expired cache entries are purged before a write is refused. The tenant SQL file
-is capped by ``max_page_count``; its TEMP tables live in memory under a page cap of their
-own, and SQLite's memory in the process (sorts, DISTINCT, temporary results) under a hard
-heap limit: none of them can fill the disk.
+The tenant SQL file and its guards are ``runtime.tenant_sql``; what each scope may hold
+and what an entry is charged, ``runtime.quotas`` (docs/quotas.md). Both implementations
+charge the same, so ``run_handler`` meets the quotas first: a write over a quota raises
+the catchable ``quota_exceeded``; replacing a value charges the difference, deleting frees
+its share, and expired cache entries are purged before a write is refused.
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from .devices import guard_sqlite, remaining, sqlite_execute
-from .sandbox import HostError
+from . import tenant_sql
+from .device_sql import guard_sqlite
+from .quotas import Usage, column, entry_size, instance_quota, save_usage, stored_size, table, tenant_cache_quota
 
 
 class Store:
@@ -57,104 +45,6 @@ class Store:
     def tenant_cache_set(self, key: str, value: Any, ttl: float | None) -> None: ...
     def tenant_cache_delete(self, key: str) -> bool: ...
     def tenant_sql(self, query: str, params: list, *, deadline: float, max_rows: int) -> list[dict]: ...
-
-
-# --- Quotas -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Quota:
-    """The most one storage scope may hold."""
-
-    what: str
-    max_bytes: int
-    max_entries: int
-
-    def refuse(self, used_bytes: int, used_entries: int, add_bytes: int, add_entries: int) -> HostError | None:
-        """The error for a write adding ``add_*`` to a scope holding ``used_*``, or None
-        when it fits. A write that frees space always fits, even over a lowered quota."""
-        if add_bytes <= 0 and add_entries <= 0:
-            return None
-        if used_bytes + add_bytes <= self.max_bytes and used_entries + add_entries <= self.max_entries:
-            return None
-        return HostError(
-            "quota_exceeded",
-            f"{self.what} is full: it holds {used_bytes} bytes in {used_entries} entries, at most "
-            f"{self.max_bytes} bytes and {self.max_entries} entries; delete entries or give cached ones a ttl",
-        )
-
-
-def instance_quota() -> Quota:
-    return Quota("the instance's storage (containers and cache)",
-                 settings.JUNCTION_INSTANCE_STORAGE_MAX_BYTES, settings.JUNCTION_INSTANCE_STORAGE_MAX_ENTRIES)
-
-
-def tenant_cache_quota() -> Quota:
-    return Quota("the organization's cache (ctx.cache)",
-                 settings.JUNCTION_TENANT_CACHE_MAX_BYTES, settings.JUNCTION_TENANT_CACHE_MAX_ENTRIES)
-
-
-def entry_size(key: str, value: Any, container: str = "") -> int:
-    """What an entry is charged: its value as compact JSON, plus its key and container
-    name (ASCII-escaped JSON, so characters are bytes)."""
-    return len(json.dumps(value, separators=(",", ":"))) + len(key) + len(container)
-
-
-# --- Tenant SQL ---------------------------------------------------------------------------------
-
-_heap_limited = False
-
-
-def _limit_sqlite_heap() -> None:
-    """Cap the memory SQLite may take in this process (sorts, DISTINCT, temporary results
-    of tenant queries, which temp_store=MEMORY keeps off the disk). The pragma is
-    process-wide and can only lower the limit, so it is set once."""
-    global _heap_limited
-    limit = settings.JUNCTION_TENANT_SQL_HEAP_MAX_BYTES
-    if _heap_limited or not limit:
-        return
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute(f"PRAGMA hard_heap_limit = {int(limit)}")
-    finally:
-        conn.close()
-    _heap_limited = True
-
-
-def _guarded_tenant_connection(target: str, deadline: float) -> sqlite3.Connection:
-    _limit_sqlite_heap()
-    conn = sqlite3.connect(target, timeout=min(5.0, remaining(deadline)), isolation_level=None,
-                           check_same_thread=False)
-    conn.execute("PRAGMA trusted_schema = OFF")
-    # TEMP tables and indexes in memory, under a page cap: never on disk, never unbounded.
-    conn.execute("PRAGMA temp_store = MEMORY")
-    for schema, limit in (("main", settings.JUNCTION_TENANT_SQL_MAX_BYTES),
-                          ("temp", settings.JUNCTION_TENANT_SQL_TEMP_MAX_BYTES)):
-        page_size = conn.execute(f"PRAGMA {schema}.page_size").fetchone()[0]
-        conn.execute(f"PRAGMA {schema}.max_page_count = {max(1, int(limit) // page_size)}")
-    guard_sqlite(conn, deadline)
-    return conn
-
-
-def tenant_sql_execute(conn: sqlite3.Connection, query: str, params: list, *, deadline: float,
-                       max_rows: int) -> list[dict]:
-    """``sqlite_execute`` on a tenant connection, a full file or TEMP space or the heap
-    limit reported as ``quota_exceeded``."""
-    try:
-        return sqlite_execute(conn, query, params, deadline=deadline, max_rows=max_rows)
-    except HostError as exc:
-        if exc.code == "sql_error" and "database or disk is full" in exc.message:
-            raise HostError(
-                "quota_exceeded",
-                f"the organization's SQL store is full: at most {settings.JUNCTION_TENANT_SQL_MAX_BYTES} bytes "
-                f"in its file and {settings.JUNCTION_TENANT_SQL_TEMP_MAX_BYTES} bytes in TEMP tables",
-            ) from None
-        raise
-    except MemoryError:  # SQLITE_NOMEM: the heap limit
-        raise HostError(
-            "quota_exceeded",
-            f"the query needed more memory than SQL may take ({settings.JUNCTION_TENANT_SQL_HEAP_MAX_BYTES} bytes "
-            "for sorts and temporary results)",
-        ) from None
 
 
 class MemoryStore(Store):
@@ -242,46 +132,9 @@ class MemoryStore(Store):
     def tenant_sql(self, query, params, *, deadline, max_rows):
         with self._lock:
             if self._sql is None:
-                self._sql = _guarded_tenant_connection(":memory:", deadline)
+                self._sql = tenant_sql.guarded_connection(":memory:", deadline)
             guard_sqlite(self._sql, deadline)  # re-arm the progress handler with this run's deadline
-            return tenant_sql_execute(self._sql, query, params, deadline=deadline, max_rows=max_rows)
-
-
-def tenant_sqlite_path(organization_id: int) -> Path:
-    root = Path(getattr(settings, "JUNCTION_RUNTIME_TENANT_DIR", settings.DATA_DIR / "tenants"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root / f"{int(organization_id)}.sqlite3"
-
-
-@dataclass
-class _Usage:
-    """A scope's ``StorageUsage`` row, as read under its lock."""
-
-    id: int
-    bytes: int
-    entries: int
-
-
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _column(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _entry_size(cursor, model, where: str, params: list) -> int | None:
-    """The charge of the entry ``where`` selects, or None when there is none."""
-    cursor.execute(f"SELECT size FROM {_table(model)} WHERE {where}", params)
-    row = cursor.fetchone()
-    return None if row is None else row[0]
-
-
-def _save_usage(cursor, usage: _Usage) -> None:
-    from marketplace.models import StorageUsage
-
-    cursor.execute(f"UPDATE {_table(StorageUsage)} SET bytes = %s, entries = %s WHERE id = %s",
-                   [usage.bytes, usage.entries, usage.id])
+            return tenant_sql.execute(self._sql, query, params, deadline=deadline, max_rows=max_rows)
 
 
 class DjangoStore(Store):
@@ -305,28 +158,28 @@ class DjangoStore(Store):
             return "organization_id = %s AND instance_id IS NULL", [self.organization_id]
         return "instance_id = %s", [self.instance_id]
 
-    def _usage(self, cursor, tenant: bool) -> _Usage:
+    def _usage(self, cursor, tenant: bool) -> Usage:
         """The scope's usage row, locked until the transaction ends; created, and counted
         from the entries already there, the first time the scope is written."""
         from marketplace.models import StorageUsage
 
         where, params = self._scope(tenant)
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        select = f"SELECT id, bytes, entries FROM {_table(StorageUsage)} WHERE {where}{lock}"
+        select = f"SELECT id, bytes, entries FROM {table(StorageUsage)} WHERE {where}{lock}"
         cursor.execute(select, params)
         row = cursor.fetchone()
         if row is not None:
-            return _Usage(*row)
+            return Usage(*row)
         StorageUsage.objects.bulk_create(
             [StorageUsage(organization_id=self.organization_id, instance_id=None if tenant else self.instance_id)],
             ignore_conflicts=True,
         )
         cursor.execute(select, params)
-        usage = _Usage(*cursor.fetchone())
+        usage = Usage(*cursor.fetchone())
         self._recount(cursor, usage, tenant)
         return usage
 
-    def _recount(self, cursor, usage: _Usage, tenant: bool) -> None:
+    def _recount(self, cursor, usage: Usage, tenant: bool) -> None:
         """Purge the scope's expired cache entries and count exactly what is left."""
         from marketplace.models import CacheEntry, ContainerEntry
 
@@ -336,7 +189,7 @@ class DjangoStore(Store):
         totals = [part.aggregate(bytes=Sum("size"), entries=Count("pk")) for part in parts]
         usage.bytes = sum(t["bytes"] or 0 for t in totals)
         usage.entries = sum(t["entries"] for t in totals)
-        _save_usage(cursor, usage)
+        save_usage(cursor, usage)
 
     def _charged_write(self, *, tenant: bool, entry: tuple, size: int, write) -> None:
         """Write one entry of ``size`` bytes under the scope's lock, charging the difference
@@ -347,7 +200,7 @@ class DjangoStore(Store):
         with transaction.atomic(), connection.cursor() as cursor:
             usage = self._usage(cursor, tenant)
             for recounted in (False, True):
-                old = _entry_size(cursor, *entry)
+                old = stored_size(cursor, *entry)
                 error = quota.refuse(usage.bytes, usage.entries, size - (old or 0), int(old is None))
                 if error is None:
                     break
@@ -357,27 +210,27 @@ class DjangoStore(Store):
             write(old is not None)
             usage.bytes += size - (old or 0)
             usage.entries += int(old is None)
-            _save_usage(cursor, usage)
+            save_usage(cursor, usage)
 
     def _charged_delete(self, *, tenant: bool, entry: tuple) -> bool:
         model, where, params = entry
         with transaction.atomic(), connection.cursor() as cursor:
             usage = self._usage(cursor, tenant)
-            old = _entry_size(cursor, *entry)
+            old = stored_size(cursor, *entry)
             if old is None:
                 return False
             # No signals or cascades hang on entries: the DELETE Django's fast path would send.
-            cursor.execute(f"DELETE FROM {_table(model)} WHERE {where}", params)
+            cursor.execute(f"DELETE FROM {table(model)} WHERE {where}", params)
             usage.bytes = max(0, usage.bytes - old)
             usage.entries = max(0, usage.entries - 1)
-            _save_usage(cursor, usage)
+            save_usage(cursor, usage)
             return True
 
     def _cache_entry(self, key: str, tenant: bool) -> tuple:
         from marketplace.models import CacheEntry
 
         where, params = self._scope(tenant)
-        return CacheEntry, f"{where} AND {_column('key')} = %s", [*params, key]
+        return CacheEntry, f"{where} AND {column('key')} = %s", [*params, key]
 
     # --- cache entries (instance-scoped or tenant-scoped) ---
     def _cache_scope(self, tenant: bool) -> Q:
@@ -474,13 +327,13 @@ class DjangoStore(Store):
     def _container_entry(self, container: str, key: str) -> tuple:
         from marketplace.models import ContainerEntry
 
-        where = f"instance_id = %s AND container = %s AND {_column('key')} = %s"
+        where = f"instance_id = %s AND container = %s AND {column('key')} = %s"
         return ContainerEntry, where, [self.instance_id, container, key]
 
     # --- tenant SQL ---
     def tenant_sql(self, query, params, *, deadline, max_rows):
-        conn = _guarded_tenant_connection(str(tenant_sqlite_path(self.organization_id)), deadline)
+        conn = tenant_sql.guarded_connection(str(tenant_sql.tenant_sqlite_path(self.organization_id)), deadline)
         try:
-            return tenant_sql_execute(conn, query, params, deadline=deadline, max_rows=max_rows)
+            return tenant_sql.execute(conn, query, params, deadline=deadline, max_rows=max_rows)
         finally:
             conn.close()

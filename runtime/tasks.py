@@ -1,7 +1,9 @@
-"""Celery tasks of the runtime: thin, taking ids. The work is in ``runtime.runs``,
-``runtime.dispatcher`` and ``runtime.events``.
+"""Celery tasks of the runtime: thin, taking ids. The work is in ``runtime.worker`` (a run:
+claim, execute, record, follow up), ``runtime.dispatcher`` (the timer tick) and
+``runtime.runs`` / ``runtime.retention`` (housekeeping). Nothing imports this module but
+Celery: runs are sent by task name (``runtime.messages``).
 
-``run_handler_task`` (one run) and ``run_batch_task`` (several, see ``runs.publish_runs``)
+``run_handler_task`` (one run) and ``run_batch_task`` (several, see ``messages.publish_runs``)
 go to the ``handlers`` queue (CELERY_TASK_ROUTES) so untrusted runs never delay the
 dispatcher tick; their time limits sit above the sandbox's own maximum and far below the
 broker's visibility timeout (settings, "Runtime" block).
@@ -25,7 +27,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from . import callbacks, dispatcher, retention, runs, watchdog
+from . import callbacks, dispatcher, messages, retention, runs, watchdog, worker
 from .limits import setting
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class RunTask(Task):
         run_ids = args[0] if isinstance(args[0], list) else [args[0]]
         limit = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else settings.JUNCTION_RUN_TIME_LIMIT
         try:
-            runs.stopped_by_time_limit(run_ids, seconds=limit)
+            worker.stopped_by_time_limit(run_ids, seconds=limit)
         except Exception:  # the reaper in the dispatcher tick records the run later
             log.exception("could not record runs %s stopped by the hard time limit", run_ids)
 
@@ -64,7 +66,7 @@ def run_handler_task(self, run_id: int) -> str:
              reject_on_worker_lost=True, ignore_result=True, max_retries=5)
 def run_batch_task(self, run_ids: list[int]) -> list[str]:
     """Execute several queued runs one after another, each exactly as ``run_handler_task``
-    would (``runs.publish_runs`` batches a burst: a message costs more than a short run).
+    would (``messages.publish_runs`` batches a burst: a message costs more than a short run).
 
     A batch starts runs for ``batch_seconds`` at most and sends the runs it did not reach
     on in new messages: slow runs gain nothing from sharing a message and must not hold up
@@ -73,23 +75,23 @@ def run_batch_task(self, run_ids: list[int]) -> list[str]:
     handler may take).
 
     A worker that dies mid-batch gives the message back: runs already finished are not run
-    again, and the run it was running goes last (``runs.redelivery_order``); it is the only
+    again, and the run it was running goes last (``worker.redelivery_order``); it is the only
     one taken for lost."""
     crashed = None
     run_ids = list(run_ids)
     if _redelivered(self):
-        run_ids, crashed = runs.redelivery_order(run_ids)
+        run_ids, crashed = worker.redelivery_order(run_ids)
     deadline = time.monotonic() + batch_seconds()
     outcomes = []
     for position, run_id in enumerate(run_ids):
         if position and time.monotonic() > deadline:
-            runs.publish_runs(run_ids[position:])
+            messages.publish_runs(run_ids[position:])
             break
         try:
             outcomes.append(_process(run_id, redelivered=run_id == crashed))
         except SoftTimeLimitExceeded:  # _process recorded the run; the limit ends the batch
             outcomes.append("time_limit")
-            runs.publish_runs(run_ids[position + 1:])
+            messages.publish_runs(run_ids[position + 1:])
             break
         except (InterfaceError, OperationalError) as exc:
             raise _retry(self, exc, (run_ids[position:],)) from exc
@@ -111,9 +113,9 @@ def batch_seconds() -> float:
 def _process(run_id: int, *, redelivered: bool) -> str:
     try:
         with watchdog.on_duty():
-            return runs.process_run(run_id, redelivered=redelivered)
+            return worker.process_run(run_id, redelivered=redelivered)
     except SoftTimeLimitExceeded:
-        runs.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
+        worker.fail_run(run_id, "time_limit", "the run exceeded the worker's time limit")
         raise
 
 

@@ -14,11 +14,12 @@ import math
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest, Least
 from django.db.models.lookups import GreaterThanOrEqual
 
+from . import postgres
 from .models import WebhookBucket
 
 
@@ -38,11 +39,9 @@ def take(instance_id: int, *, now: float | None = None) -> float:
 
     def take_one() -> bool:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                # A take lost to a crash lets one more post through later: not worth waiting
-                # for a WAL flush, which costs far more than the UPDATE (docs/operations.md).
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            # A take lost to a crash lets one more post through later: not worth waiting
+            # for a WAL flush, which costs far more than the UPDATE (docs/operations.md).
+            postgres.commit_asynchronously()
             return bool(bucket.filter(GreaterThanOrEqual(available, 1)).update(
                 tokens=available - 1, refilled_at=Greatest(F("refilled_at"), Value(now)),
             ))

@@ -46,6 +46,7 @@ from django.utils import timezone
 from marketplace.choices import RunStatus
 from marketplace.models import HandlerRun
 
+from . import postgres
 from .isolation import kill_margin_ms
 
 logger = logging.getLogger(__name__)
@@ -177,10 +178,7 @@ class Watchdog:
                          "ending this worker process (pid %d)", watch.run_id, elapsed_ms, watch.timeout_ms,
                          os.getpid())
             connection = connections["default"]
-            if connection.vendor == "sqlite":
-                connection.ensure_connection()
-                with connection.cursor() as cursor:
-                    cursor.execute(f"PRAGMA busy_timeout = {int(self.record_seconds * 1000)}")
+            postgres.wait_for_locks(connection, self.record_seconds)
             recorded = HandlerRun.objects.filter(
                 pk=watch.run_id, starts=watch.starts, status=RunStatus.RUNNING
             ).update(

@@ -9,9 +9,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from marketplace.admin.pagination import EstimatedCountPaginator
 from marketplace.choices import RunStatus
 from marketplace.models import HandlerRun
+from runtime.admin import EstimatedCountPaginator
 
 from . import factories
 from .runtime.helpers import install, make_runtime_version, timer

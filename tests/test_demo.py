@@ -6,7 +6,7 @@ from marketplace.choices import RunStatus, Trigger
 from marketplace.demo.catalog import DemoLoader
 from marketplace.models import Attachment, Category, Device, Instance, Integration, IntegrationVersion
 from marketplace.validators import sqlite_device_folder
-from runtime.execution import run_now
+from runtime.worker import run_now
 
 
 def row_counts() -> dict[str, int]:

@@ -9,6 +9,9 @@ membership are enough. ``mixins.ScopedAdmin`` implements this for every page.
 
 Every write goes through ``marketplace.services``; a service's refusal becomes a form
 error or an admin message and nothing of the request is kept (``saving``).
+
+The pages for the runtime's rows (runs, timers, seen items) are the runtime's own
+(``runtime/admin.py``, on these mixins): marketplace never imports runtime.
 """
 from . import (  # noqa: F401 (registration)
     devices,
@@ -17,6 +20,6 @@ from . import (  # noqa: F401 (registration)
     media,
     organizations,
     packaging,  # noqa: F401 (registration: API index, version validate/diff/export)
-    runs,
+    storage,
     versions,
 )

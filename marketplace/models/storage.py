@@ -14,7 +14,7 @@ class ContainerEntry(models.Model):
     container = models.CharField(max_length=120)
     key = models.CharField(max_length=255)
     value = models.JSONField()
-    # Bytes charged to the instance's storage quota (runtime.stores.entry_size).
+    # Bytes charged to the instance's storage quota (runtime.quotas.entry_size).
     size = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,7 +43,7 @@ class CacheEntry(models.Model):
     )
     key = models.CharField(max_length=255)
     value = models.JSONField()
-    # Bytes charged to the instance's or the tenant's storage quota (runtime.stores.entry_size).
+    # Bytes charged to the instance's or the tenant's storage quota (runtime.quotas.entry_size).
     size = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
 

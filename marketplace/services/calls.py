@@ -1,7 +1,7 @@
 """Running an instance's handlers when one of its organization's members asks: a ping, an
-RPC call, an event. The REST API calls these; they are the marketplace's only way into the
-runtime's run entry points (``runtime.lifecycle.ping_instance``, ``runtime.execution.run_now``,
-``runtime.events.post_event``), so when the runtime moves those, this module is the one to follow.
+RPC call, an event. The REST API and the console call these; they reach the runtime's run
+entry points through ``marketplace.hooks`` (the runtime builds on the marketplace, which
+never imports it).
 
 Pings and RPC calls run synchronously for the caller. The runtime runs their sandbox in a
 child process killed at the handler's time limit plus JUNCTION_RUNTIME_KILL_MARGIN_MS
@@ -10,7 +10,6 @@ queue runs for the workers.
 """
 from __future__ import annotations
 
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +17,7 @@ from django.core.exceptions import ValidationError
 from .. import access, jsonvalues
 from ..choices import LIVE_STATES, InstanceState, Trigger
 from ..exceptions import Conflict, InvalidInput, NotFound
+from ..hooks import runtime_hooks
 from ..models import HandlerRun, Instance
 from ..validators import validate_handler_input
 
@@ -25,17 +25,10 @@ if TYPE_CHECKING:
     from ..querysets import AnyUser
 
 
-def _runtime() -> tuple[ModuleType, ModuleType, ModuleType]:
-    # The runtime app builds on marketplace; imported late so marketplace loads on its own.
-    from runtime import events, execution, lifecycle
-
-    return lifecycle, execution, events
-
-
 def ping(*, instance: Instance, user: AnyUser) -> list[HandlerRun]:
     """Run the instance's ``ping`` handlers now (none: an empty list). Failures are in
     the returned runs, not raised; an instance that is not live is refused (Conflict)."""
-    return _runtime()[0].ping_instance(instance=instance, user=user)
+    return runtime_hooks().ping_instance(instance=instance, user=user)
 
 
 def call_rpc(*, instance: Instance, handler: str, input: Any, user: AnyUser) -> HandlerRun:
@@ -62,14 +55,14 @@ def call_rpc(*, instance: Instance, handler: str, input: Any, user: AnyUser) -> 
             validate_handler_input(spec["inputSchema"], input)
         except ValidationError as exc:
             raise InvalidInput.from_validation_error(exc) from None
-    return _runtime()[1].run_now(instance=instance, handler=handler, input=input, trigger=Trigger.RPC)
+    return runtime_hooks().run_now(instance=instance, handler=handler, input=input, trigger=Trigger.RPC)
 
 
 def post_event(*, instance: Instance, event: str, payload: Any, user: AnyUser) -> list[HandlerRun]:
     """Queue a run of each of the instance's handlers of ``event``, as its webhook does
     (``runtime.events.post_event``: the same refusals, a disabled instance queues nothing)."""
     access.require_role(user, instance.organization)
-    return _runtime()[2].post_event(instance=instance, event=event, payload=payload)
+    return runtime_hooks().post_event(instance=instance, event=event, payload=payload)
 
 
 def _require_running(instance: Instance, doing: str) -> None:

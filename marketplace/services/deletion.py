@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.db.models import Count
 
 from .. import access
 from ..models import (
@@ -64,9 +65,10 @@ def deletion_summary(integration: Integration) -> DeletionSummary:
 
 
 def _timer_schedules(integration: Integration) -> int:
-    from runtime.models import TimerSchedule  # the runtime app builds on marketplace
-
-    return TimerSchedule.objects.filter(instance__version__integration=integration).count()
+    # Counted through the instances' reverse relation: the runtime's model is not imported
+    # here (the runtime builds on marketplace, docs/services.md "Layers").
+    instances = Instance.objects.filter(version__integration=integration)
+    return instances.aggregate(n=Count("timer_schedules"))["n"]
 
 
 @transaction.atomic

@@ -7,7 +7,8 @@ such operation is three steps, each committed on its own:
 1. check and write the change with the instance in a state of its own (``installing``,
    ``upgrading`` with a ``PendingUpgrade`` to go back to, ``uninstalling``): its timers
    are held and its events refused meanwhile;
-2. run the handlers (``runtime.lifecycle.run_lifecycle``, each run committed as it goes);
+2. run the handlers (the runtime's ``run_lifecycle`` through ``hooks.runtime_hooks()``,
+   each run committed as it goes);
 3. activate, or undo: a failed install leaves the instance ``failed`` with ``last_error``,
    no bindings and no timers, and its failed run; a failed upgrade puts back the previous
    version, config and bindings, with ``last_error``. An uninstall removes the instance
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -34,7 +34,8 @@ from django.utils import timezone
 
 from .. import access, jsonvalues
 from ..choices import LIVE_STATES, TRANSITIONAL_STATES, InstanceState
-from ..exceptions import Conflict, InvalidInput, NotInstallable
+from ..exceptions import Conflict, InvalidInput, LifecycleFailed, NotInstallable
+from ..hooks import runtime_hooks
 from ..models import Device, Instance, IntegrationVersion, Organization, PendingUpgrade, ResourceBinding
 from ..packaging.validation import cap_report
 from ..validators import SECRET_MASK, secret_fields, validate_config
@@ -43,13 +44,6 @@ if TYPE_CHECKING:
     from ..querysets import AnyUser
 
 log = logging.getLogger(__name__)
-
-
-def _runtime() -> tuple[ModuleType, ModuleType]:
-    # The runtime app builds on marketplace; imported late so marketplace loads on its own.
-    from runtime import lifecycle, schedules
-
-    return lifecycle, schedules
 
 
 def _check_installable(version: IntegrationVersion) -> None:
@@ -154,7 +148,7 @@ def _replace_bindings(instance: Instance, resolved: dict[str, Device]) -> None:
 # --- Lifecycle states -------------------------------------------------------------------------
 
 def _has_handlers(instance: Instance, moment: str) -> bool:
-    return bool(_runtime()[0].lifecycle_handlers(instance, moment))
+    return bool(runtime_hooks().lifecycle_handlers(instance, moment))
 
 
 def _stalled(instance: Instance, now: datetime | None = None) -> bool:
@@ -193,10 +187,9 @@ def _run_moment(
     """Step 2: run the moment's handlers, no transaction open. On a failure ``undo``
     (step 3's other branch) records it, and the failure is raised with the instance as
     left (``LifecycleFailed.instance``)."""
-    lifecycle = _runtime()[0]
     try:
-        lifecycle.run_lifecycle(instance=instance, moment=moment, input=input)
-    except lifecycle.LifecycleFailed as failure:
+        runtime_hooks().run_lifecycle(instance=instance, moment=moment, input=input)
+    except LifecycleFailed as failure:
         failure.instance = undo(instance, failure.message)
         raise
     except Exception:
@@ -217,7 +210,7 @@ def _activate(instance: Instance, *, moment: str) -> Instance:
     instance.save(update_fields=["state", "state_changed_at", "last_error"])
     instance.bindings.exclude(alias__in=list(instance.version.resources)).delete()
     PendingUpgrade.objects.filter(instance=instance).delete()
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 
@@ -283,7 +276,7 @@ def _write_install(
         raise InvalidInput(f"{organization} already has an instance named {name!r}", field="name") from None
     _replace_bindings(instance, resolved)
     # Checks every timer's schedule now; the rows stay disabled until the instance is active.
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 
@@ -345,7 +338,7 @@ def reconfigure_instance(
     if bindings is not None:
         _replace_bindings(instance, _resolve_bindings(instance.version, instance.organization, bindings))
     instance.save()
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 
@@ -410,7 +403,7 @@ def _write_upgrade(
     else:
         instance.save()
         _replace_bindings(instance, resolved)
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance, previous.number
 
 
@@ -436,7 +429,7 @@ def _roll_back_upgrade(instance: Instance, message: str) -> Instance | None:
     instance.save()
     _replace_bindings(instance, restored)
     pending.delete()
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 
@@ -448,7 +441,7 @@ def set_instance_enabled(*, instance: Instance, enabled: bool, user: AnyUser = N
     if instance.enabled != enabled:
         instance.enabled = enabled
         instance.save(update_fields=["enabled"])
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 
@@ -465,7 +458,7 @@ def uninstall_instance(*, instance: Instance, user: AnyUser = None) -> None:
     instance = _begin_uninstall(instance=instance, user=user)
     if instance is None:
         return
-    _runtime()[0].run_lifecycle(instance=instance, moment="uninstall", raise_on_failure=False)
+    runtime_hooks().run_lifecycle(instance=instance, moment="uninstall", raise_on_failure=False)
     with transaction.atomic():
         Instance.objects.filter(pk=instance.pk).delete()
 
@@ -486,7 +479,7 @@ def _begin_uninstall(*, instance: Instance, user: AnyUser) -> Instance | None:
         return None
     _set_state(instance, InstanceState.UNINSTALLING)
     instance.save(update_fields=["state", "state_changed_at"])
-    _runtime()[1].sync_schedules(instance)
+    runtime_hooks().sync_schedules(instance)
     return instance
 
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
-from runtime.execution import run_now
+from runtime.worker import run_now
 
 from .helpers import install
 

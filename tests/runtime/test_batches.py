@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
-from runtime import runs
+from runtime import messages, worker
 from runtime.tasks import batch_seconds, run_batch_task
 
 from .helpers import install
@@ -34,7 +34,7 @@ function handle(ctx, input) return { n = input.payload.n } end
 ])
 def test_a_burst_is_split_into_even_batches_in_order(total, most, spread, sizes):
     ids = list(range(100, 100 + total))
-    batches = runs.message_batches(ids, most=most, spread=spread)
+    batches = messages.message_batches(ids, most=most, spread=spread)
     assert [len(batch) for batch in batches] == sizes
     assert [run_id for batch in batches for run_id in batch] == ids
 
@@ -73,7 +73,7 @@ def test_a_large_burst_goes_in_batch_messages_and_every_run_is_recorded(sent, se
     settings.JUNCTION_RUN_BATCH_MAX, settings.JUNCTION_RUN_BATCH_SPREAD = 16, 4
     instance = event_instance()
     ids = queued(instance, 40)
-    runs.publish_runs(ids)
+    messages.publish_runs(ids)
     assert [name for name, _ in sent] == ["runtime.tasks.run_batch_task"] * 4
     assert [run_id for _, (batch,) in sent for run_id in batch] == ids
     done = HandlerRun.objects.filter(pk__in=ids)
@@ -84,7 +84,7 @@ def test_a_large_burst_goes_in_batch_messages_and_every_run_is_recorded(sent, se
 def test_a_small_burst_goes_one_run_per_message(sent, settings):
     settings.JUNCTION_RUN_BATCH_SPREAD = 8
     ids = queued(event_instance(), 3)
-    runs.publish_runs(ids)
+    messages.publish_runs(ids)
     assert sent == [("runtime.tasks.run_handler_task", (run_id,)) for run_id in ids]
 
 
@@ -144,7 +144,7 @@ def test_a_redelivered_batch_takes_only_the_run_it_was_on_for_lost():
     HandlerRun.objects.filter(pk__in=[crashed, sent_on]).update(
         status=RunStatus.RUNNING, starts=1, started_at=timezone.now()
     )
-    assert runs.redelivery_order([done, crashed, sent_on, waiting]) == ([done, sent_on, waiting, crashed], crashed)
+    assert worker.redelivery_order([done, crashed, sent_on, waiting]) == ([done, sent_on, waiting, crashed], crashed)
     run_batch_task.push_request(delivery_info={"redelivered": True})
     try:
         outcomes = run_batch_task.run([done, crashed, sent_on, waiting])

@@ -16,8 +16,8 @@ from marketplace.choices import InstanceState, RunStatus, Trigger
 from marketplace.models import HandlerRun
 from marketplace.packaging.validation import validate_content
 from runtime import callbacks
-from runtime.execution import run_now
 from runtime.models import CallbackToken
+from runtime.worker import run_now
 
 from .. import factories
 from ..conftest import requires_postgres

@@ -1,4 +1,4 @@
-"""The PostgreSQL pickup (runtime.execution.claim_and_load and the raw outcome UPDATE):
+"""The PostgreSQL pickup (runtime.postgres.claim_queued and record_outcome):
 claim and load in one statement, the ORM's other branches for anything it does not claim."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun, Instance
-from runtime.execution import _load_run, claim_and_load, clear_program_cache, instance_info
-from runtime.runs import process_run
+from runtime.execution import clear_program_cache, instance_info
+from runtime.postgres import claim_queued, load_run
+from runtime.worker import process_run
 
 from .. import factories
 from ..conftest import requires_postgres
@@ -46,9 +47,9 @@ def queue(instance, n=1) -> HandlerRun:
 
 def test_a_queued_run_is_claimed_and_loaded_like_the_orm_loads_it(instance):
     run = queue(instance)
-    claimed = claim_and_load(run.pk)
+    claimed = claim_queued(run.pk)
     assert claimed is not None
-    orm = _load_run(run.pk)
+    orm = load_run(run.pk)
     assert (claimed.status, claimed.starts, claimed.started_at) == (RunStatus.RUNNING, 1, orm.started_at)
     for field in HandlerRun._meta.concrete_fields:
         assert getattr(claimed, field.attname) == getattr(orm, field.attname), field.name
@@ -61,7 +62,7 @@ def test_a_queued_run_is_claimed_and_loaded_like_the_orm_loads_it(instance):
     )
     assert claimed.instance.runtime_config() == {"site": "HQ", "apiKey": "s3cret"}
     assert instance_info(claimed.instance) == instance_info(orm.instance)
-    assert claim_and_load(run.pk) is None  # running now: not claimed twice
+    assert claim_queued(run.pk) is None  # running now: not claimed twice
 
 
 def test_a_run_is_executed_and_recorded_in_two_statements_once_its_version_is_cached(instance):
@@ -116,7 +117,7 @@ def test_a_failure_is_recorded_with_its_location(instance):
 def test_a_run_on_a_disabled_instance_is_refused_and_recorded(instance):
     run = queue(instance)
     Instance.objects.filter(pk=instance.pk).update(enabled=False)
-    assert claim_and_load(run.pk) is None
+    assert claim_queued(run.pk) is None
     assert process_run(run.pk) == "refused"
     run.refresh_from_db()
     assert (run.status, run.error_code, run.starts) == (RunStatus.FAILED, "instance_disabled", 0)
@@ -126,7 +127,7 @@ def test_a_finished_run_redelivered_is_untouched(instance):
     run = queue(instance)
     assert process_run(run.pk) == "executed"
     run.refresh_from_db()
-    assert claim_and_load(run.pk) is None
+    assert claim_queued(run.pk) is None
     assert process_run(run.pk, redelivered=True) == "finished"
     again = HandlerRun.objects.get(pk=run.pk)
     assert (again.status, again.starts, again.started_at, again.finished_at, again.result) == (
@@ -136,7 +137,7 @@ def test_a_finished_run_redelivered_is_untouched(instance):
 
 def test_a_run_whose_worker_died_goes_through_the_orm_branch(instance):
     run = queue(instance)
-    assert claim_and_load(run.pk) is not None  # picked up; its worker dies
+    assert claim_queued(run.pk) is not None  # picked up; its worker dies
     assert process_run(run.pk) == "duplicate"  # not redelivered: another worker may run it
     assert process_run(run.pk, redelivered=True) == "executed"
     run.refresh_from_db()

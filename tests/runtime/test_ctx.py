@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 
 from marketplace.models import CacheEntry, ContainerEntry, Instance
-from runtime.stores import DjangoStore, MemoryStore, tenant_sqlite_path
+from runtime.stores import DjangoStore, MemoryStore
+from runtime.tenant_sql import tenant_sqlite_path
 
 from .. import factories
 from .conftest import ALL_PERMISSIONS, small_limits

@@ -14,8 +14,10 @@ from django.db import connection
 from marketplace.choices import ResourceKind
 from marketplace.models import Device, Organization
 from marketplace.validators import sqlite_device_folder
-from runtime.devices import DeviceSpec, postgres_query
-from runtime.stores import MemoryStore, tenant_sqlite_path
+from runtime.device_sql import postgres_query
+from runtime.devices import DeviceSpec
+from runtime.stores import MemoryStore
+from runtime.tenant_sql import tenant_sqlite_path
 
 from ..conftest import requires_postgres
 from .conftest import small_limits

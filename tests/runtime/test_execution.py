@@ -9,8 +9,8 @@ from django.utils import timezone
 from marketplace.choices import ResourceKind, RunStatus, Trigger
 from marketplace.models import ContainerEntry, HandlerRun, Instance, ResourceBinding
 from marketplace.validators import sqlite_device_folder
-from runtime.execution import LAST_RUN_AT_GRANULARITY, clear_program_cache, execute_run, run_now
-from runtime.runs import process_run
+from runtime.execution import LAST_RUN_AT_GRANULARITY, clear_program_cache
+from runtime.worker import execute_run, process_run, run_now
 
 from .. import factories
 

@@ -24,8 +24,9 @@ from django.urls import reverse
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import ContainerEntry, HandlerRun
 from runtime import isolation
-from runtime.execution import run_now, run_spec
+from runtime.execution import run_spec
 from runtime.stores import MemoryStore
+from runtime.worker import run_now
 
 from .conftest import make_manifest, small_limits
 from .helpers import install

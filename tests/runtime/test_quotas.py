@@ -21,11 +21,13 @@ from marketplace.exceptions import QuotaExceeded
 from marketplace.models import CacheEntry, ContainerEntry, HandlerRun, StorageUsage
 from runtime.dispatcher import dispatch_due
 from runtime.events import post_event
-from runtime.execution import run_now
 from runtime.models import SeenItem
-from runtime.sandbox import HostError
-from runtime.stores import DjangoStore, MemoryStore, entry_size, tenant_sqlite_path
+from runtime.outcomes import HostError
+from runtime.quotas import entry_size
+from runtime.stores import DjangoStore, MemoryStore
 from runtime.tasks import run_handler_task
+from runtime.tenant_sql import tenant_sqlite_path
+from runtime.worker import run_now
 
 from .. import factories
 from ..conftest import requires_postgres

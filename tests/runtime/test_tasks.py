@@ -13,7 +13,7 @@ from marketplace.choices import RunStatus, Trigger
 from marketplace.exceptions import Conflict, PermissionDenied
 from marketplace.models import CacheEntry, ContainerEntry, HandlerRun
 from marketplace.services.installs import set_instance_enabled
-from runtime import runs
+from runtime import runs, worker
 from runtime.dispatcher import dispatch_due
 from runtime.tasks import batch_seconds, housekeeping, run_batch_task, run_handler_task
 
@@ -76,13 +76,13 @@ def test_a_run_that_keeps_killing_its_worker_is_recorded_as_lost(settings):
     instance = install()
     run = dispatched_run(instance)
     HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, starts=2, started_at=timezone.now())
-    assert runs.process_run(run.pk, redelivered=True) == "executed"  # third pickup: runs
+    assert worker.process_run(run.pk, redelivered=True) == "executed"  # third pickup: runs
     run.refresh_from_db()
     assert (run.status, run.starts) == (RunStatus.SUCCEEDED, 3)
 
     lost = dispatched_run(instance)
     HandlerRun.objects.filter(pk=lost.pk).update(status=RunStatus.RUNNING, starts=3, started_at=timezone.now())
-    assert runs.process_run(lost.pk, redelivered=True) == "lost"
+    assert worker.process_run(lost.pk, redelivered=True) == "lost"
     lost.refresh_from_db()
     assert (lost.status, lost.error_code, lost.starts) == (RunStatus.FAILED, "worker_lost", 3)
     assert not HandlerRun.objects.filter(first_run=lost).exists()  # and it is not retried
@@ -122,10 +122,10 @@ def test_failed_timer_runs_are_retried_with_doubling_backoff_up_to_attempts():
 
     second = HandlerRun.objects.get(first_run=first, attempt=2)
     assert (second.trigger, second.input, second.status) == (Trigger.RETRY, first.input, RunStatus.QUEUED)
-    assert runs.retry_delay(backoff=10, attempt=1) == 10
+    assert worker.retry_delay(backoff=10, attempt=1) == 10
     run_handler_task(second.pk)
     third = HandlerRun.objects.get(first_run=first, attempt=3)
-    assert runs.retry_delay(backoff=10, attempt=2) == 20
+    assert worker.retry_delay(backoff=10, attempt=2) == 20
     run_handler_task(third.pk)
     third.refresh_from_db()
     assert third.status == RunStatus.FAILED
@@ -141,16 +141,16 @@ def test_schedule_retry_reports_its_countdown():
     first = dispatched_run(instance)
     run_handler_task(first.pk)
     retry = HandlerRun.objects.get(first_run=first)
-    retry_run = runs.schedule_retry(HandlerRun.objects.get(pk=first.pk))
+    retry_run = worker.schedule_retry(HandlerRun.objects.get(pk=first.pk))
     assert retry_run is None  # already queued: idempotent
     HandlerRun.objects.filter(pk=retry.pk).update(status=RunStatus.FAILED)
-    nxt = runs.schedule_retry(HandlerRun.objects.get(pk=retry.pk))
+    nxt = worker.schedule_retry(HandlerRun.objects.get(pk=retry.pk))
     assert (nxt.attempt, nxt.countdown) == (3, 14)
 
 
 def test_retry_delays_are_capped(settings):
     settings.JUNCTION_RETRY_MAX_DELAY_SECONDS = 60
-    assert runs.retry_delay(backoff=10, attempt=9) == 60
+    assert worker.retry_delay(backoff=10, attempt=9) == 60
 
 
 def test_no_retry_without_a_retry_policy_or_for_rpc_runs():
@@ -172,7 +172,7 @@ def test_no_retry_once_the_instance_is_disabled():
     run = dispatched_run(instance)
     HandlerRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error_code="lua_error")
     set_instance_enabled(instance=instance, enabled=False)
-    assert runs.schedule_retry(HandlerRun.objects.get(pk=run.pk)) is None
+    assert worker.schedule_retry(HandlerRun.objects.get(pk=run.pk)) is None
     assert not HandlerRun.objects.filter(first_run=run).exists()
 
 
@@ -280,4 +280,28 @@ def test_queued_runs_whose_message_was_lost_are_sent_again(eager, settings):
 def test_of_two_pickups_of_one_queued_run_only_the_first_takes_it():
     instance = install()
     run = dispatched_run(instance)
-    assert [runs.claim_run(run.pk), runs.claim_run(run.pk)] == ["execute", "duplicate"]
+    assert [worker.claim(run.pk)[0], worker.claim(run.pk)[0]] == ["execute", "duplicate"]
+
+
+def test_a_caller_that_runs_its_run_itself_claims_what_a_worker_would_not():
+    """The one claim, two callers: a worker refuses a disabled instance's run and leaves a
+    running one to its worker; ``run_now`` (``by_caller``) runs its own run whatever the
+    instance's flag, and takes over one picked up before. Neither runs a finished run."""
+    instance = install()
+    disabled = dispatched_run(instance)
+    instance.__class__.objects.filter(pk=instance.pk).update(enabled=False)
+    taken = HandlerRun.objects.create(instance=instance, handler="tick", trigger=Trigger.MANUAL)
+    assert worker.claim(taken.pk, by_caller=True)[0] == "execute"
+    assert worker.claim(disabled.pk)[0] == "refused"
+
+    instance.__class__.objects.filter(pk=instance.pk).update(enabled=True)
+    running = HandlerRun.objects.create(instance=instance, handler="tick", trigger=Trigger.MANUAL)
+    assert worker.claim(running.pk)[0] == "execute"
+    assert worker.claim(running.pk)[0] == "duplicate"
+    outcome, run = worker.claim(running.pk, by_caller=True)
+    assert (outcome, run.status, run.starts) == ("execute", RunStatus.RUNNING, 2)
+
+    finished = worker.execute_run(running.pk)
+    assert finished.status == RunStatus.SUCCEEDED
+    assert worker.execute_run(running.pk).finished_at == finished.finished_at
+    assert worker.claim(running.pk, by_caller=True)[0] == "finished"

@@ -22,9 +22,9 @@ from django.db import connection, transaction
 
 from marketplace.choices import RunStatus, Trigger
 from marketplace.models import HandlerRun
-from runtime import runs, tasks, watchdog
+from runtime import runs, tasks, watchdog, worker
 from runtime.ctx import Ctx
-from runtime.execution import execute_run
+from runtime.worker import execute_run
 
 from .helpers import install, make_runtime_version
 from .test_celery_e2e import BASE_DIR, ON_PG_AND_REDIS, database_url, purge, wait_for
@@ -119,7 +119,7 @@ def test_a_stuck_run_in_a_task_is_recorded_as_timeout_then_its_process_is_killed
 
     # The message comes back (reject_on_worker_lost): the run is finished, not run again, not
     # taken for lost, and the rest of its batch goes on in order.
-    assert runs.redelivery_order([run.pk, after.pk]) == ([run.pk, after.pk], None)
+    assert worker.redelivery_order([run.pk, after.pk]) == ([run.pk, after.pk], None)
     assert tasks._process(run.pk, redelivered=True) == "finished"
     assert tasks._process(after.pk, redelivered=True) == "executed"
     run.refresh_from_db()

@@ -35,7 +35,7 @@ from runtime.callbacks import DryRunMinter
 from runtime.devices import DeviceSpec
 from runtime.events import polled_items
 from runtime.execution import run_spec
-from runtime.sandbox import RunResult
+from runtime.outcomes import RunResult
 from runtime.stores import MemoryStore
 
 
