@@ -104,8 +104,8 @@ def runs_with_details_for(user: AnyUser, runs: QuerySet) -> QuerySet:
 
 
 # --- Fetch and check in one call ------------------------------------------------------------
-# The object a request names is fetched through these (today by the marketplace's
-# integration page and the device services; the REST API, issue 11, is to): another
+# The object a request names is fetched through these (the marketplace's pages, the device
+# services and the REST API): another
 # organization's object raises NotFound exactly like a missing one. ``write=True``
 # asks for what the user may change, which for an instance or a run is narrower than what
 # they see (an integration's publisher sees its customers' instances, changes none).
