@@ -286,6 +286,20 @@ JUNCTION_LUA_STATIC_MAX_BYTES = env_int("JUNCTION_LUA_STATIC_MAX_BYTES", 256 * 1
 JUNCTION_LUA_STATIC_MAX_MS = env_int("JUNCTION_LUA_STATIC_MAX_MS", 2000)
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
 
+# --- Cache ------------------------------------------------------------------------------------
+# What the API's throttles (and allauth's login rate limits) count in. The default is each
+# process's memory, right for one web process (`make run`); with several (gunicorn's
+# workers, more machines) point JUNCTION_CACHE_URL at Redis (redis://host:6379/2) so the
+# counts are shared, or at a folder (file:///path) on one machine.
+JUNCTION_CACHE_URL = env("JUNCTION_CACHE_URL", "") or ""
+if JUNCTION_CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": JUNCTION_CACHE_URL}}
+elif JUNCTION_CACHE_URL.startswith("file://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": JUNCTION_CACHE_URL.removeprefix("file://")}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- REST API -----------------------------------------------------------------------------
 # /api/v1/ (marketplace/api/; the contract is ../shared/API.md). Session auth (with CSRF) for
 # the browser, personal tokens (``Authorization: Bearer``) for everything else. Throttling
