@@ -11,6 +11,7 @@ being redelivered forever.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -53,9 +54,10 @@ def message_batches(run_ids: list[int], *, most: int | None = None, spread: int 
     return batches
 
 
-def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
-    """Send the runs over one broker connection, batched by ``message_batches``: a batch
-    of one is a ``run_handler_task`` message, a longer one a ``run_batch_task``."""
+def publish_runs(run_ids: list[int], *, countdown: float | None = None, spread: int | None = None) -> None:
+    """Send the runs over one broker connection, batched by ``message_batches`` (``spread``
+    passed on): a batch of one is a ``run_handler_task`` message, a longer one a
+    ``run_batch_task``."""
     if not run_ids:
         return
     from .tasks import run_batch_task, run_handler_task
@@ -66,7 +68,7 @@ def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
         else:
             run_batch_task.apply_async((batch,), countdown=countdown, **options)
 
-    batches = message_batches(list(run_ids))
+    batches = message_batches(list(run_ids), spread=spread)
     app = run_handler_task.app
     if app.conf.task_always_eager:
         for batch in batches:
@@ -77,13 +79,15 @@ def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
             send(batch, producer=producer)
 
 
-def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> list[HandlerRun]:
-    """Insert queued runs and send them when the surrounding transaction commits."""
+def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None,
+                 send: Callable[[list[int]], None] | None = None) -> list[HandlerRun]:
+    """Insert queued runs and send them when the surrounding transaction commits, with
+    ``send`` if given (events posted one by one: ``ingress.send``)."""
     if not runs:
         return []
     runs = HandlerRun.objects.bulk_create(runs)
     ids = [run.pk for run in runs]
-    transaction.on_commit(lambda: publish_runs(ids, countdown=countdown))
+    transaction.on_commit(lambda: send(ids) if send else publish_runs(ids, countdown=countdown))
     return runs
 
 
