@@ -279,3 +279,20 @@ def test_runs_waiting_at_a_normal_exit_are_sent(tmp_path):
     assert done.stdout.splitlines() == [
         json.dumps(NO_SUCH_RUNS[0]), f"exiting {json.dumps(NO_SUCH_RUNS[1:])}", json.dumps(NO_SUCH_RUNS[1:]),
     ]
+
+
+@pytest.mark.django_db
+def test_the_webhook_answers_as_before_while_its_runs_wait_in_the_window(window, published, settings, client,
+                                                                         django_capture_on_commit_callbacks):
+    settings.JUNCTION_INGRESS_WINDOW_MS = 60_000
+    target = instance()
+    answers = []
+    for n in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            answers.append(client.post(f"/hooks/{target.webhook_token}/ping", data={"n": n},
+                                       content_type="application/json"))
+    assert [answer.status_code for answer in answers] == [202] * 3
+    ids = [answer.json()["runs"][0] for answer in answers]
+    assert [answer.json() for answer in answers] == [{"event": "ping", "runs": [run_id]} for run_id in ids]
+    assert published.run_ids() == ids[:1] and window.pending() == ids[1:]
+    assert set(HandlerRun.objects.filter(pk__in=ids).values_list("status", flat=True)) == {RunStatus.QUEUED}
