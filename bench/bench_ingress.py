@@ -1,21 +1,23 @@
-"""Benchmark: events POSTed one by one to the webhook (gunicorn, real HTTP) while a worker
-drains, with the ingress window off (one message per run, as before) and on; next to
-Celery's no-op rate measured in the same run.
+"""Benchmark: events POSTed one by one to the webhook (gunicorn, real HTTP), with the ingress
+window off (one message per run, as before) and on, next to Celery's no-op rate measured just
+before on the same set-up.
 
-    .venv/bin/python bench/bench_ingress.py [--events 4000] [--rates 0 300 500] [--windows 0 20 50]
+    .venv/bin/python bench/bench_ingress.py [--events 3000] [--windows 0 20 50] [--rates 0 200] [--repeat 2]
 
-Uses its own database and Redis db (bench/benchdb.py: BENCH_DB, BENCH_REDIS). For each
-window setting and offered rate: gunicorn (``--workers``, ``--threads``; the window lives in
-each of its processes) and a worker (``celery worker -Q handlers``, prefork, ``-c``) are
-started, ``--posters`` client threads POST ``--events`` events over keep-alive connections
-(rate 0: as fast as they can; otherwise paced to that many posts/s in all), and the run
-ends when every run is recorded. Reported:
-- posted/s: events the posters got a 202 for, per second of posting;
-- runs/s: events / (first post → last run finished), and its ratio to the no-op rate;
-- post → start: from the moment the client sent the POST to the run's ``started_at``,
-  p50 / p99 / max (the same machine's clock), over every run.
-The 2 cores are shared by gunicorn, the posters, the worker, PostgreSQL and Redis: at
-"as fast as they can" the posting side takes much of the CPU the worker would use.
+Uses its own database and Redis db (bench/benchdb.py: BENCH_DB, BENCH_REDIS). gunicorn
+(``--web-workers`` x ``--web-threads``, gthread; the window lives in each of its processes)
+takes the posts of ``--posters`` client threads on keep-alive connections, paced to
+``--rates`` posts/s in all (0: as fast as they can). A worker is ``celery worker -Q
+handlers`` (prefork, ``--concurrency``, the production settings). Two measurements per window:
+- drain: the events are posted with no worker running, so the queue holds the messages
+  exactly as the web processes sent them; then a worker drains it, timed from the first run
+  started to the last finished (as bench_throughput.py measures). Its ratio to the no-op
+  rate is the worker's capacity for events posted one by one at that posting rate;
+- live: the posters and the worker at once; runs/s from the first post to the last run
+  finished, and post -> start (the moment the client sent the POST to the run's
+  ``started_at``, same machine clock) at p50 / p99 / max over every run.
+The 2 cores are shared by gunicorn, the posters, the worker, PostgreSQL and Redis: live, the
+posting side takes much of the CPU the worker would use.
 """
 from __future__ import annotations
 
@@ -189,7 +191,7 @@ def bench_drain(app, env, redis, token: str, args, window_ms: int, rate: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--noops", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
     parser.add_argument("--posters", type=int, default=8, help="client threads posting")
@@ -199,6 +201,7 @@ def main() -> None:
                         help="JUNCTION_INGRESS_WINDOW_MS values; 0 is the window off")
     parser.add_argument("--rates", type=float, nargs="+", default=[0],
                         help="offered posts/s in all; 0: as fast as the posters can")
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
     env = prepare()
@@ -217,21 +220,26 @@ def main() -> None:
           f"database {env['DATABASE_URL']}")
     print(f"gunicorn {args.web_workers} workers x {args.web_threads} threads; {args.posters} posters; "
           f"worker concurrency {args.concurrency}; window size {settings.JUNCTION_INGRESS_WINDOW_RUNS} runs")
-    noop = bench_noop(app, redis, env, args.noops, args.concurrency)
-    print(f"celery no-op task, concurrency {args.concurrency}: {noop:6.0f} tasks/s ({args.noops} tasks)")
     for rate in args.rates:
         offered = f"{rate:.0f}/s" if rate else "max"
-        for window_ms in args.windows:
-            label = f"window {window_ms} ms" if window_ms else "window off"
-            info = bench_drain(app, env, redis, instance.webhook_token, args, window_ms, rate)
-            print(f"drain  {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
-                  f"{info['runs']} runs in {info['messages']} messages; worker {info['runs_per_s']:5.0f} runs/s "
-                  f"= {info['runs_per_s'] / noop:.2f} x no-op ({info['statuses']})")
-            info = bench_live(app, env, instance.webhook_token, args, window_ms, rate)
-            print(f"live   {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
-                  f"runs {info['runs_per_s']:5.0f}/s = {info['runs_per_s'] / noop:.2f} x no-op; "
-                  f"post -> start p50 {info['p50']:5.0f} ms, p99 {info['p99']:5.0f} ms, max {info['max']:5.0f} ms "
-                  f"({info['statuses']})")
+        for _ in range(args.repeat):
+            # The no-op rate next to each set: the machine's load moves between sets.
+            noop = bench_noop(app, redis, env, args.noops, args.concurrency)
+            print(f"celery no-op task, concurrency {args.concurrency}: {noop:6.0f} tasks/s ({args.noops} tasks); "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            for window_ms in args.windows:
+                label = f"window {window_ms} ms" if window_ms else "window off"
+                info = bench_drain(app, env, redis, instance.webhook_token, args, window_ms, rate)
+                print(f"  drain {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
+                      f"{info['runs']} runs in {info['messages']} messages; worker {info['runs_per_s']:5.0f} runs/s "
+                      f"= {info['runs_per_s'] / noop:.2f} x no-op ({info['statuses']})")
+            for window_ms in args.windows:
+                label = f"window {window_ms} ms" if window_ms else "window off"
+                info = bench_live(app, env, instance.webhook_token, args, window_ms, rate)
+                print(f"  live  {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
+                      f"runs {info['runs_per_s']:5.0f}/s = {info['runs_per_s'] / noop:.2f} x no-op; "
+                      f"post -> start p50 {info['p50']:5.0f} ms, p99 {info['p99']:5.0f} ms, max {info['max']:5.0f} ms "
+                      f"({info['statuses']})")
     purge_queues(app)
 
 

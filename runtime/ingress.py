@@ -102,22 +102,23 @@ class Window:
             self._flusher.start()
 
     def _send_when_due(self) -> None:
-        with self._lock:
-            while True:
+        lock, due = self._lock, self._due
+        with lock:
+            while self._lock is lock:  # a forgotten window has a new lock, and its own flusher
                 if not self._pending:
-                    self._due.wait()
+                    due.wait(1.0)
                     continue
                 left = self._closes_at - time.monotonic()
                 if left > 0:
-                    self._due.wait(left)
+                    due.wait(left)
                     continue
                 batch, self._pending = self._pending, []
                 self._closes_at = time.monotonic() + settings.JUNCTION_INGRESS_WINDOW_MS / 1000
-                self._lock.release()
+                lock.release()
                 try:
                     _send(batch)
                 finally:
-                    self._lock.acquire()
+                    lock.acquire()
 
 
 def _send(batch: list[int]) -> None:
