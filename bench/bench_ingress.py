@@ -104,17 +104,59 @@ def post_all(port: int, token: str, events: int, posters: int, rate: float) -> t
     return sent, time.monotonic() - start
 
 
-def start_web_and_post(env, token: str, args, window_ms: int, rate: float, worker: bool):
-    """Start gunicorn (and the worker if ``worker``), post every event, return (sent, posting
-    seconds, the processes still running)."""
-    port = free_port()
-    procs = [start_web(env, port, args.web_workers, args.web_threads, window_ms)]
-    if worker:
-        procs.append(start_worker(env, args.concurrency))
+def post_in_threads(instance, events: int, posters: int, rate: float) -> tuple[dict[int, float], float]:
+    """``post_all`` without HTTP: threads of this process call ``post_event`` (what the
+    webhook calls), gathering in this process's window."""
+    from django.db import connection
+
+    from runtime.events import post_event
+
+    sent: dict[int, float] = {}
+    start = time.monotonic() + 0.2
+
+    def poster(index: int) -> None:
+        try:
+            for n in range(index, events, posters):
+                if rate:
+                    delay = start + n / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                at = time.time()
+                for run in post_event(instance=instance, event="bench", payload={"n": n}):
+                    sent[run.pk] = at
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=poster, args=(i,)) for i in range(posters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sent, time.monotonic() - start
+
+
+def start_web_and_post(env, instance, args, window_ms: int, rate: float, worker: bool):
+    """Start gunicorn (unless posting in threads) and the worker if ``worker``, post every
+    event, return (sent, posting seconds, the processes still running)."""
+    from django.conf import settings
+
+    from runtime import ingress
+
+    procs = []
     try:
-        wait_web(port, token, procs[0])
-        time.sleep(2)  # the worker's pool up before the first post
-        sent, posting = post_all(port, token, args.events, args.posters, rate)
+        if args.via == "http":
+            port = free_port()
+            procs.append(start_web(env, port, args.web_workers, args.web_threads, window_ms))
+            wait_web(port, instance.webhook_token, procs[0])
+        if worker:
+            procs.append(start_worker(env, args.concurrency))
+            time.sleep(2)  # the worker's pool up before the first post
+        if args.via == "http":
+            sent, posting = post_all(port, instance.webhook_token, args.events, args.posters, rate)
+        else:
+            settings.JUNCTION_INGRESS_WINDOW_MS = window_ms
+            sent, posting = post_in_threads(instance, args.events, args.posters, rate)
+            ingress.window.flush()
     except BaseException:
         for proc in procs:
             stop(proc)
@@ -140,7 +182,7 @@ def statuses() -> dict:
     return dict(HandlerRun.objects.values_list("status").annotate(n=Count("pk")))
 
 
-def bench_live(app, env, token: str, args, window_ms: int, rate: float) -> dict:
+def bench_live(app, env, instance, args, window_ms: int, rate: float) -> dict:
     """Posters and the worker at once: runs/s from the first post to the last run
     finished, and post → start for every run."""
     from django.db.models import Max
@@ -149,7 +191,7 @@ def bench_live(app, env, token: str, args, window_ms: int, rate: float) -> dict:
 
     purge_queues(app)
     HandlerRun.objects.all().delete()
-    sent, posting, procs = start_web_and_post(env, token, args, window_ms, rate, worker=True)
+    sent, posting, procs = start_web_and_post(env, instance, args, window_ms, rate, worker=True)
     try:
         wait_finished()
     finally:
@@ -164,7 +206,7 @@ def bench_live(app, env, token: str, args, window_ms: int, rate: float) -> dict:
             "statuses": statuses()}
 
 
-def bench_drain(app, env, redis, token: str, args, window_ms: int, rate: float) -> dict:
+def bench_drain(app, env, redis, instance, args, window_ms: int, rate: float) -> dict:
     """The worker's side alone: the events are posted with no worker running, so the queue
     holds the messages exactly as the posting processes sent them; then a worker drains it,
     timed from the first run started to the last finished (as bench_throughput measures)."""
@@ -174,7 +216,7 @@ def bench_drain(app, env, redis, token: str, args, window_ms: int, rate: float) 
 
     purge_queues(app)
     HandlerRun.objects.all().delete()
-    sent, posting, procs = start_web_and_post(env, token, args, window_ms, rate, worker=False)
+    sent, posting, procs = start_web_and_post(env, instance, args, window_ms, rate, worker=False)
     for proc in procs:
         stop(proc)  # a window still open is sent at exit
     messages = redis.llen("handlers")
@@ -202,6 +244,8 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[0],
                         help="offered posts/s in all; 0: as fast as the posters can")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--via", choices=["http", "threads"], default="http",
+                        help="http: POST to gunicorn; threads: call post_event in this process (one window)")
     args = parser.parse_args()
 
     env = prepare()
@@ -215,10 +259,12 @@ def main() -> None:
         {"onEvent": {"type": "event", "event": "bench", "file": "main.lua", "function": "handle"}}, {"main.lua": LUA}
     )
     instance = install_version(version=version, organization=org, name="bench", config={}, bindings={})
+    settings.JUNCTION_INSTANCE_MAX_QUEUED_RUNS = 1_000_000  # as start_web's, for posting in threads
     redis = redis_lib.Redis.from_url(BROKER)
     print(f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; broker {BROKER}; "
           f"database {env['DATABASE_URL']}")
-    print(f"gunicorn {args.web_workers} workers x {args.web_threads} threads; {args.posters} posters; "
+    web = f"gunicorn {args.web_workers} workers x {args.web_threads} threads" if args.via == "http" else "in-process"
+    print(f"posting: {web}; {args.posters} posters; "
           f"worker concurrency {args.concurrency}; window size {settings.JUNCTION_INGRESS_WINDOW_RUNS} runs")
     for rate in args.rates:
         offered = f"{rate:.0f}/s" if rate else "max"
@@ -229,13 +275,13 @@ def main() -> None:
                   f"load average {os.getloadavg()[0]:.1f}")
             for window_ms in args.windows:
                 label = f"window {window_ms} ms" if window_ms else "window off"
-                info = bench_drain(app, env, redis, instance.webhook_token, args, window_ms, rate)
+                info = bench_drain(app, env, redis, instance, args, window_ms, rate)
                 print(f"  drain {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
                       f"{info['runs']} runs in {info['messages']} messages; worker {info['runs_per_s']:5.0f} runs/s "
                       f"= {info['runs_per_s'] / noop:.2f} x no-op ({info['statuses']})")
             for window_ms in args.windows:
                 label = f"window {window_ms} ms" if window_ms else "window off"
-                info = bench_live(app, env, instance.webhook_token, args, window_ms, rate)
+                info = bench_live(app, env, instance, args, window_ms, rate)
                 print(f"  live  {label:13s} posted at {info['posted_per_s']:4.0f}/s (offered {offered}): "
                       f"runs {info['runs_per_s']:5.0f}/s = {info['runs_per_s'] / noop:.2f} x no-op; "
                       f"post -> start p50 {info['p50']:5.0f} ms, p99 {info['p99']:5.0f} ms, max {info['max']:5.0f} ms "
