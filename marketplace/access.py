@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from .exceptions import NotFound, PermissionDenied
+from .exceptions import InvalidInput, NotFound, PermissionDenied
 from .models import Device, HandlerRun, Instance, Integration, IntegrationVersion, Membership, Organization
 from .querysets import ALL_ROLES, PUBLISHING_ROLES
 
@@ -24,6 +24,23 @@ def organizations_of(user: AnyUser, roles: Iterable[str] = ALL_ROLES) -> QuerySe
     if user.is_superuser:
         return Organization.objects.all()
     return Organization.objects.filter(memberships__user=user, memberships__role__in=roles).distinct()
+
+
+def get_organization_for(user: AnyUser, slug: str | None, roles: Iterable[str] = ALL_ROLES,
+                         *, field: str = "organization") -> Organization:
+    """The organization a write names by ``slug``, among those where ``user`` holds one of
+    ``roles``; another organization is NotFound like a missing one. Without a slug, the
+    user's only such organization (a user in several must name one)."""
+    mine = organizations_of(user, roles).order_by("pk")
+    if slug:
+        return _get(mine, "organization", slug, slug=slug)
+    first_two = list(mine[:2])
+    if len(first_two) == 1:
+        return first_two[0]
+    if not first_two:
+        wanted = " or ".join(str(r) for r in roles)
+        raise PermissionDenied(f"you need the {wanted} role in an organization for this")
+    raise InvalidInput("you belong to several organizations: name one by its slug", field=field)
 
 
 def has_role(user: AnyUser, organization: Organization, roles: Iterable[str] = ALL_ROLES) -> bool:
@@ -115,6 +132,18 @@ def get_integration_for(user: AnyUser, slug: str, *, write: bool = False) -> Int
     if user is not None:
         integrations = integrations.editable_by(user) if write else integrations.visible_to(user)
     return _get(integrations, "integration", slug, slug=slug)
+
+
+def get_integration_to_publish(user: AnyUser, slug: str) -> Integration:
+    """The integration ``slug`` for its publishing work: the draft, validating and publishing
+    it. Those are private to the owning organization even when the integration is public,
+    so anyone outside it gets NotFound like for a missing integration; a member of it
+    without a publishing role gets PermissionDenied (they know the integration)."""
+    integration = get_integration_for(user, slug)
+    if user is not None and not has_role(user, integration.owner):
+        raise NotFound(f"no integration {slug} among those you publish for")
+    require_can_publish(user, integration)
+    return integration
 
 
 def get_version_for(user: AnyUser, slug: str, number: int, *, write: bool = False) -> IntegrationVersion:

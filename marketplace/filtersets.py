@@ -1,10 +1,11 @@
-"""Filters of the marketplace's integration list, kept out of the view so the REST API
-(not built yet, issue 11) can read a query string the same way."""
+"""Filters of the integration list, shared by the marketplace page (``q``, ``category``)
+and the REST API (which adds ``search``, ``organization`` and ``ordering``), so both read
+a query string the same way; and the API documents' filter."""
 from __future__ import annotations
 
 import django_filters
 
-from .models import Category, Integration
+from .models import ApiSchema, Category, Integration
 
 
 class IntegrationFilterSet(django_filters.FilterSet):
@@ -19,3 +20,35 @@ class IntegrationFilterSet(django_filters.FilterSet):
 
     def search(self, queryset, name, value):
         return queryset.search(value)
+
+
+class StableOrderingFilter(django_filters.OrderingFilter):
+    """Orders by the fields asked for, then by primary key: pages never overlap or skip
+    rows whose ordering fields tie."""
+
+    def filter(self, qs, value):
+        qs = super().filter(qs, value)
+        return qs.order_by(*qs.query.order_by, "pk") if value else qs
+
+
+class IntegrationApiFilterSet(IntegrationFilterSet):
+    search = django_filters.CharFilter(method="search", label="Search name, summary and description")
+    # By slug text, not a choice of organizations: an unknown slug and one with nothing
+    # visible both give an empty list, so the filter tells no one which organizations exist.
+    organization = django_filters.CharFilter(field_name="owner__slug", label="Organization slug")
+    ordering = StableOrderingFilter(
+        fields=("name", "slug", "created_at", "updated_at"),
+        help_text="name, slug, created_at or updated_at; a leading '-' reverses.",
+    )
+
+    class Meta:
+        model = Integration
+        fields = ["search", "category", "organization", "ordering"]
+
+
+class ApiSchemaFilterSet(django_filters.FilterSet):
+    integration = django_filters.CharFilter(field_name="integration__slug", label="Integration slug")
+
+    class Meta:
+        model = ApiSchema
+        fields = ["integration"]

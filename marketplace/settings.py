@@ -67,6 +67,13 @@ if PRODUCTION and not ALLOWED_HOSTS:
         "answers to, comma-separated (e.g. ALLOWED_HOSTS=junction.example.com)"
     )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The site's public address, for URLs made outside a request: the one-time callback URLs
+# handlers mint in workers (runtime/callbacks.py). By default https:// and the first
+# ALLOWED_HOSTS in production, this machine on JUNCTION_PORT in development.
+JUNCTION_BASE_URL = (
+    env("JUNCTION_BASE_URL")
+    or (f"https://{ALLOWED_HOSTS[0].lstrip('.')}" if PRODUCTION else f"http://127.0.0.1:{env('JUNCTION_PORT', '8000')}")
+).rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -78,7 +85,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
+    "allauth",
+    "allauth.account",
     "marketplace",
     "runtime",
 ]
@@ -92,6 +102,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -107,6 +118,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "marketplace.accounts.context.navigation",
             ],
         },
     },
@@ -135,6 +147,44 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Accounts (django-allauth; docs/accounts.md) ---------------------------------------------
+# Customers sign up, log in and reset their password at /accounts/ (allauth); the console
+# keeps its own login at /admin/login/ for publishers and staff.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the console's login
+    "allauth.account.auth_backends.AuthenticationBackend",  # username or e-mail
+]
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
+# "optional": a confirmation mail is sent, nothing waits for it; "mandatory" holds the
+# login until the address is confirmed; "none" sends nothing.
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "optional")
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Junction] "
+# The sign-up form asks for the organization too (marketplace/accounts/forms.py).
+ACCOUNT_FORMS = {"login": "marketplace.accounts.forms.LoginForm", "signup": "marketplace.accounts.forms.SignupForm"}
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "marketplace:integration-list"
+ACCOUNT_LOGOUT_REDIRECT_URL = "marketplace:integration-list"
+ACCOUNT_SIGNUP_REDIRECT_URL = "marketplace:my-organization"
+# An invitation link works once, for this many days (services/organizations.py).
+JUNCTION_INVITATION_DAYS = env_int("JUNCTION_INVITATION_DAYS", 7)
+
+# Password-reset and confirmation mails: printed on the console in development; production
+# sends them through SMTP (EMAIL_HOST and friends).
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Junction <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -237,24 +287,57 @@ JUNCTION_LUA_STATIC_MAX_MS = env_int("JUNCTION_LUA_STATIC_MAX_MS", 2000)
 JUNCTION_RUN_LOG_MAX_BYTES = 64 * 1024
 
 # --- REST API -----------------------------------------------------------------------------
-# Only the OpenAPI views (/api/schema/, /api/docs/) exist; the endpoints are issue 11.
+# /api/v1/ (marketplace/api/; the contract is ../shared/API.md). Session auth (with CSRF) for
+# the browser, personal tokens (``Authorization: Bearer``) for everything else. Throttling
+# is per user (token or session) and per anonymous IP, counted in the default cache.
+JUNCTION_API_THROTTLE_USER = env("JUNCTION_API_THROTTLE_USER", "1200/min")
+JUNCTION_API_THROTTLE_ANON = env("JUNCTION_API_THROTTLE_ANON", "120/min")
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.JunctionAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "marketplace.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": JUNCTION_API_THROTTLE_USER, "anon": JUNCTION_API_THROTTLE_ANON},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "marketplace.api.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Junction API",
-    "DESCRIPTION": "Publish, install and run integrations.",
+    "DESCRIPTION": (
+        "Publish, install and run integrations. Authenticate with a personal API token "
+        "(`Authorization: Bearer <token>`) or a browser session. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`; another organization\'s objects answer 404.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs pages' JavaScript and CSS come from drf-spectacular-sidecar: they work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Enums named for what they are, so that other fields called state, code or change
+    # (an instance's state, say) do not collide with these.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStateEnum": "marketplace.choices.VersionState",
+        "ReportCodeEnum": "marketplace.packaging.report.CODES",
+        "DiffChangeEnum": "marketplace.packaging.diffs.CHANGES",
+        "RunStatusEnum": "marketplace.choices.RunStatus",
+        "TriggerEnum": "marketplace.choices.Trigger",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -359,6 +442,12 @@ JUNCTION_RETRY_MAX_ATTEMPTS = 10
 JUNCTION_RETRY_MAX_DELAY_SECONDS = 3600
 JUNCTION_POLL_SEEN_MAX = env_int("JUNCTION_POLL_SEEN_MAX", 1000)  # remembered item ids per polling timer
 JUNCTION_WEBHOOK_MAX_BYTES = env_int("JUNCTION_WEBHOOK_MAX_BYTES", 256 * 1024)
+# Posts to one instance's webhook: a token bucket refilled at RATE a second (0: no limit),
+# holding at most BURST; past it, 429 with Retry-After (runtime/throttle.py, docs/operations.md).
+JUNCTION_WEBHOOK_RATE = float(env("JUNCTION_WEBHOOK_RATE") or 50)
+JUNCTION_WEBHOOK_BURST = env_int("JUNCTION_WEBHOOK_BURST", 200)
+if JUNCTION_WEBHOOK_RATE < 0 or JUNCTION_WEBHOOK_BURST < 1:
+    raise ImproperlyConfigured("JUNCTION_WEBHOOK_RATE must be 0 or more and JUNCTION_WEBHOOK_BURST at least 1")
 # Housekeeping (pruning runs among its jobs) runs this often; at hundreds of runs a second
 # run it every few minutes so each pass prunes a few minutes' worth (docs/operations.md).
 JUNCTION_HOUSEKEEPING_EVERY_SECONDS = env_int("JUNCTION_HOUSEKEEPING_EVERY_SECONDS", 3600)
@@ -440,6 +529,11 @@ JUNCTION_TENANT_SQL_HEAP_MAX_BYTES = env_int("JUNCTION_TENANT_SQL_HEAP_MAX_BYTES
 JUNCTION_INSTANCE_MAX_QUEUED_RUNS = env_int("JUNCTION_INSTANCE_MAX_QUEUED_RUNS", 1000)
 # New items one polling run may post; the rest are not marked seen and come with the next poll.
 JUNCTION_POLL_MAX_ITEMS = env_int("JUNCTION_POLL_MAX_ITEMS", 100)
+# ctx.callback.url: one-time URLs one run may mint, and the longest life one may ask for
+# (seconds; the default ttl is JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS).
+JUNCTION_CALLBACK_MAX_PER_RUN = env_int("JUNCTION_CALLBACK_MAX_PER_RUN", 100)
+JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS = env_int("JUNCTION_CALLBACK_DEFAULT_TTL_SECONDS", 900)
+JUNCTION_CALLBACK_MAX_TTL_SECONDS = env_int("JUNCTION_CALLBACK_MAX_TTL_SECONDS", 7 * 86400)
 
 LOGGING = {
     "version": 1,

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.templatetags.static import static
 from django.views.generic import DetailView, ListView
 
 from . import access
+from .api.authentication import token_user
 from .exceptions import NotFound
 from .filtersets import IntegrationFilterSet
 from .models import Attachment, Integration
@@ -46,8 +48,12 @@ class IntegrationDetailView(DetailView):
 
 
 def download_attachment(request, pk: int):
-    """Attachments are always downloaded (Content-Disposition: attachment), never rendered."""
-    attachment = get_object_or_404(Attachment.objects.visible_to(request.user), pk=pk)
+    """Attachments are always downloaded (Content-Disposition: attachment), never rendered.
+    API responses link here (``download_url``), so an API token is accepted besides the session."""
+    user = request.user
+    if not user.is_authenticated:
+        user = token_user(request) or user
+    attachment = get_object_or_404(Attachment.objects.visible_to(user), pk=pk)
     response = FileResponse(
         attachment.file.open("rb"), as_attachment=True, filename=attachment.filename,
         content_type=attachment.content_type,
@@ -55,3 +61,8 @@ def download_attachment(request, pk: int):
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
     return response
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says; the icon is an SVG in static/."""
+    return redirect(static("favicon.svg"))

@@ -15,6 +15,7 @@ body, json, timeout})`` → ``{status, headers, body, json}``
 ``print(...)`` / ``ctx.print(...)``
 ``ctx.cache.get(key)`` / ``set(key, value, ttl)`` / ``delete(key)``  ``tenant.cache``
 ``ctx.sql(query, params)`` → rows                            ``tenant.sql``
+``ctx.callback.url(event, {ttl})`` → a one-time URL         ``callback``
 ``ctx.config``, ``ctx.instance`` (id, name, integration, version)  —
 ==========================================================  ===========================
 
@@ -31,6 +32,8 @@ Details publishers rely on:
   ``cache.get`` return nil for missing or expired keys.
 - ``containersList`` returns at most 1000 entries ordered by key.
 - ``print(...)`` (also ``ctx.print``) logs its arguments, tab-separated, at level ``info``.
+- ``callback.url``: a URL that posts ``event`` to this instance once, within ``ttl``
+  seconds (default 900); minted by the run's ``callbacks`` (``runtime.callbacks``).
 
 The list of functions, the permission each needs and how many arguments each takes is
 declared once, in ``marketplace.packaging.contract``; this module implements them.
@@ -89,8 +92,11 @@ class Ctx:
         store: Store,
         devices: Mapping[str, DeviceSpec],
         limits: Limits,
+        callbacks: Any = None,
     ):
         self.manifest = manifest
+        # Mints ctx.callback.url's URLs (runtime.callbacks: a Minter); None where none can be.
+        self.callbacks = callbacks
         self.permissions = frozenset(p for p in (manifest.get("permissions") or []) if isinstance(p, str))
         resources = manifest.get("resources")
         self.resources = resources if isinstance(resources, dict) else {}
@@ -237,6 +243,12 @@ class Ctx:
         params = devices.check_params(args[1])
         return self.store.tenant_sql(query, params, deadline=deadline, max_rows=self.limits.sql_max_rows)
 
+    # --- callbacks ---
+    def _callback_url(self, args, deadline):
+        if self.callbacks is None:
+            raise HostError("unavailable", "ctx.callback.url cannot mint URLs in this run")
+        return self.callbacks.url(args[0], args[1])
+
     _METHODS: dict = {}
 
 
@@ -259,6 +271,7 @@ _IMPLEMENTATIONS = {
     "cache.set": Ctx._tenant_set,
     "cache.delete": Ctx._tenant_delete,
     "sql": Ctx._tenant_sql,
+    "callback.url": Ctx._callback_url,
     **{f"log.{level}": _log_method(level) for level in contract.LOG_LEVELS},
 }
 if _IMPLEMENTATIONS.keys() != contract.BY_NAME.keys():  # pragma: no cover - caught at import

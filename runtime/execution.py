@@ -25,6 +25,7 @@ from marketplace.choices import RunStatus, VersionState
 from marketplace.models import HandlerRun, Instance, Integration, IntegrationVersion
 
 from . import watchdog
+from .callbacks import InstanceMinter
 from .ctx import Ctx
 from .devices import DeviceSpec, bindings_for
 from .isolation import run_isolated
@@ -67,6 +68,7 @@ def run_spec(
     limits: Limits | None = None,
     isolated: bool = False,
     on_ctx: Callable[[Ctx], None] | None = None,
+    callbacks: Any = None,
 ) -> RunResult:
     """Run handler ``handler`` of a package (manifest + files) once, in a fresh sandbox:
     in this process, or with ``isolated`` in a child process killed at the run's limit
@@ -94,6 +96,7 @@ def run_spec(
         store=store,
         devices=devices,
         limits=limits,
+        callbacks=callbacks,
     )
     if on_ctx is not None:
         on_ctx(ctx)
@@ -240,6 +243,7 @@ def execute_run(run_id: int, *, claimed: bool = False, run: HandlerRun | None = 
                 limits=limits,
                 isolated=isolated,
                 on_ctx=watched.attach_logs if watched is not None else None,
+                callbacks=InstanceMinter(instance.pk),
             )
         except Exception:
             logger.exception("run %s of %s failed on the platform's side", run.pk, run.handler)

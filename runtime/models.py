@@ -1,5 +1,6 @@
-"""The runtime's own tables: when each installed timer runs next, and which items each
-polling timer has already posted.
+"""The runtime's own tables: when each installed timer runs next, which items each
+polling timer has already posted, each instance's webhook token bucket and the one-time
+callback URLs handlers mint.
 
 Timers live here rather than as django-celery-beat PeriodicTask rows: beat reloads every
 enabled PeriodicTask whenever one changes, which does not survive 100,000 installed timers
@@ -8,12 +9,14 @@ enabled PeriodicTask whenever one changes, which does not survive 100,000 instal
 """
 from __future__ import annotations
 
+import hashlib
+
 from django.db import models
 from django.db.models import Q
 
 from marketplace.querysets import OrganizationRowsQuerySet
 
-__all__ = ["SeenItem", "TimerSchedule"]
+__all__ = ["CallbackToken", "SeenItem", "TimerSchedule", "WebhookBucket"]
 
 
 class TimerScheduleQuerySet(OrganizationRowsQuerySet):
@@ -134,3 +137,47 @@ class SeenItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler}: {self.item_id}"
+
+
+class WebhookBucket(models.Model):
+    """An instance's webhook token bucket (``runtime.throttle``): ``tokens`` left as of
+    ``refilled_at`` (seconds since the epoch), refilled at JUNCTION_WEBHOOK_RATE a second up
+    to JUNCTION_WEBHOOK_BURST. Taken by one conditional UPDATE, so every web process shares
+    it whatever the database."""
+
+    instance = models.OneToOneField(
+        "marketplace.Instance", on_delete=models.CASCADE, primary_key=True, related_name="webhook_bucket"
+    )
+    tokens = models.FloatField()
+    refilled_at = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: {self.tokens:.1f} left"
+
+
+class CallbackToken(models.Model):
+    """A one-time callback URL minted by a handler (``ctx.callback.url``): posting to it
+    posts ``event`` to ``instance`` once, before ``expires_at``. Only a SHA-256 of the
+    secret in the URL is stored; ``used_at`` is set by the one post that consumed it
+    (``runtime.callbacks.consume``)."""
+
+    instance = models.ForeignKey("marketplace.Instance", on_delete=models.CASCADE, related_name="callback_tokens")
+    event = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)  # serves the lookup of every callback post
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Housekeeping's sweep of tokens expired a while ago (runtime.callbacks.prune).
+            models.Index(fields=["expires_at"], name="callbacktoken_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.instance_id} (until {self.expires_at:%Y-%m-%d %H:%M})"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        # The secret is 256 random bits: a plain hash suffices and keeps the lookup cheap.
+        return hashlib.sha256(secret.encode()).hexdigest()

@@ -25,7 +25,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from . import dispatcher, retention, runs, watchdog
+from . import callbacks, dispatcher, retention, runs, watchdog
 from .limits import setting
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,8 @@ def dispatch_timers() -> int:
 def housekeeping() -> dict:
     """Prune old runs, purge expired cache entries, fail runs whose worker vanished,
     re-send queued runs whose message was lost, delete stored files no row refers to,
-    finish installs, upgrades and uninstalls whose process died mid-way."""
+    finish installs, upgrades and uninstalls whose process died mid-way, delete callback
+    tokens a day past their expiry."""
     from django.utils import timezone
 
     from marketplace.models import CacheEntry
@@ -173,6 +174,7 @@ def housekeeping() -> dict:
         "requeued": runs.requeue_stranded_runs(),
         "orphan_files_removed": len(sweep_orphan_files()),
         "stalled_instances_settled": settle_stalled_instances(),
+        "callback_tokens_pruned": callbacks.prune(),
     }
     log.info("housekeeping: %s", done)
     return done

@@ -3,9 +3,10 @@ from .catalog import Category, Integration
 from .devices import Device
 from .instances import Instance, PendingUpgrade, ResourceBinding
 from .media import ApiSchema, Attachment
-from .organizations import Membership, Organization
+from .organizations import Invitation, Membership, Organization
 from .runs import HandlerRun
 from .storage import CacheEntry, ContainerEntry, StorageUsage
+from .tokens import ApiToken
 from .versions import IntegrationVersion
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ApiField",
     "ApiModel",
     "ApiSchema",
+    "ApiToken",
     "Attachment",
     "CacheEntry",
     "Category",
@@ -22,6 +24,7 @@ __all__ = [
     "Instance",
     "Integration",
     "IntegrationVersion",
+    "Invitation",
     "Membership",
     "Organization",
     "PendingUpgrade",

@@ -25,6 +25,7 @@ PERMISSIONS = (
     "tenant.cache",
     "tenant.sql",
     "log",
+    "callback",  # ctx.callback.url: one-time URLs that post an event to the instance
 )
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -63,6 +64,8 @@ FUNCTIONS = (
     CtxFunction("cache.set", "tenant.cache", 3),
     CtxFunction("cache.delete", "tenant.cache", 1),
     CtxFunction("sql", "tenant.sql", 2),
+    # ctx.callback.url(event, {ttl = seconds}) → a URL that posts ``event`` once (runtime.callbacks).
+    CtxFunction("callback.url", "callback", 2),
 )
 
 BY_NAME = {function.name: function for function in FUNCTIONS}

@@ -1,6 +1,7 @@
 """Uploading an OpenAPI / Swagger document for an integration and indexing it."""
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,9 @@ def parse_api_document(*, name: str, source: str) -> dict:
         check_document(document)
     except OpenApiError as exc:
         raise InvalidInput(f"invalid OpenAPI document: {exc}", field="source") from None
+    # JSON's "\u0000" and YAML's "\0" decode to NUL, which PostgreSQL's text and jsonb refuse.
+    if "\x00" in source or "\\u0000" in json.dumps(document):
+        raise InvalidInput("the document contains NUL characters (\\u0000), which cannot be stored", field="source")
     return document
 
 

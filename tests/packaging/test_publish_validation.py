@@ -42,7 +42,7 @@ def test_errors_block_publishing_keyed_by_manifest_path_and_file_line(integratio
     assert exc.value.errors == {
         "manifest.permissions.1": [
             "'root' is not one of: device.http, device.sql.read, device.sql.write, integration.cache, "
-            "integration.containers, tenant.cache, tenant.sql, log"
+            "integration.containers, tenant.cache, tenant.sql, log, callback"
         ],
         "manifest.handlers.sync.schedule.every": ["every 1s is more often than the platform minimum of 10 seconds"],
         "main.lua:3": ["os.execute is not available in the sandbox"],

@@ -16,7 +16,7 @@ from runtime.stores import MemoryStore
 
 ALL_PERMISSIONS = [
     "device.http", "device.sql.read", "device.sql.write", "integration.cache",
-    "integration.containers", "tenant.cache", "tenant.sql", "log",
+    "integration.containers", "tenant.cache", "tenant.sql", "log", "callback",
 ]
 
 

@@ -143,3 +143,34 @@ def test_bad_command_line_values_exit_2(package, args, message):
     assert code == 2
     assert lines[0]["error"]["code"] == "usage_error"
     assert message in lines[0]["error"]["message"]
+
+
+CALLBACK_MANIFEST = {
+    "name": "cli-callback",
+    "permissions": ["callback"],
+    "handlers": {
+        "ask": {"type": "rpc", "file": "main.lua", "function": "ask"},
+        "onAnswer": {"type": "event", "event": "answer", "file": "main.lua", "function": "on_answer"},
+    },
+}
+CALLBACK_MAIN = """
+function ask(ctx, input)
+  return { url = ctx.callback.url("answer", { ttl = 60 }) }
+end
+
+function on_answer(ctx, input)
+  return input.payload
+end
+"""
+
+
+def test_run_handler_prints_the_callback_url_it_would_mint_and_mints_nothing(tmp_path):
+    folder = tmp_path / "callback"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps(CALLBACK_MANIFEST))
+    (folder / "main.lua").write_text(CALLBACK_MAIN)
+    code, lines, stderr = run(folder, "ask", "--json")
+    assert code == 0, stderr
+    url = lines[0]["result"]["url"]
+    assert url.endswith("/hooks/callback/dry-run-1")
+    assert f"ask: ctx.callback.url would mint {url} (posts 'answer' once, for 60 s); nothing was minted" in stderr

@@ -223,7 +223,7 @@ def test_housekeeping_prunes_old_runs_purges_expired_cache_and_fails_stale_runs(
     done = housekeeping()
     # The old queued run was never picked up: its message was lost, so it is sent again.
     assert done == {"runs_pruned": 1, "cache_purged": 1, "stale_failed": 1, "requeued": 1, "orphan_files_removed": 0,
-                    "stalled_instances_settled": 0}
+                    "stalled_instances_settled": 0, "callback_tokens_pruned": 0}
     assert HandlerRun.objects.get(pk=old_queued.pk).status == RunStatus.FAILED  # handler "sync" is not in this version
     assert set(HandlerRun.objects.values_list("pk", flat=True)) == {recent.pk, old_queued.pk, stale.pk, busy.pk}
     stale.refresh_from_db()

@@ -10,6 +10,9 @@ prints one JSON object per run, one per line::
     {"status": "succeeded"|"failed", "result", "error": {"code", "message"} | null,
      "logs": [{"level", "message", "fields"}], "duration_ms"}
 
+``ctx.callback.url`` mints nothing: it returns a URL of the real shape whose secret is
+``dry-run-N``, and the command prints each URL it would have minted on stderr.
+
 Runs meet the quotas of installed instances (docs/quotas.md): storage per instance and
 per tenant cache, and the tenant SQL caps, fail the run with ``quota_exceeded``; a polling
 timer returning more items than an instance posts per poll gets a ``warn`` log line.
@@ -28,6 +31,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from marketplace import jsonvalues
+from runtime.callbacks import DryRunMinter
 from runtime.devices import DeviceSpec
 from runtime.events import polled_items
 from runtime.execution import run_spec
@@ -197,15 +201,20 @@ class Command(BaseCommand):
         info = {"id": None, "name": "run_handler", "integration": manifest.get("name"), "version": None}
         failed = False
         for name in names:
+            minter = DryRunMinter()
             outcome = run_spec(
                 manifest=manifest, files=files, handler=name,
                 input={} if run_input is None else run_input,
                 config=config, instance_info=info, store=store, devices=devices,
                 isolated=True,  # a handler stuck inside C cannot hang the command (runtime.isolation)
+                callbacks=minter,
             )
             failed = failed or not outcome.ok
             warn_poll_cap(manifest["handlers"][name], outcome)
             self._emit(as_json(outcome), as_json_output, name)
+            for url in minter.would_mint:  # on stderr, so that --json output stays one object a line
+                self.stderr.write(f"{name}: ctx.callback.url would mint {url['url']} (posts {url['event']!r} once, "
+                                  f"for {url['ttl']} s); nothing was minted")
         sys.exit(1 if failed else 0)
 
     def _emit(self, payload: dict, as_json_output: bool, name: str | None = None) -> None:
