@@ -1,4 +1,4 @@
-"""The ingress window: runs of events posted one at a time (the webhook, ``post_event``)
+"""The ingress window: runs of events posted one at a time (the webhook, callback URLs, ``post_event``)
 travel in batches, as a dispatcher tick's runs do.
 
 A message costs a worker's parent process more than a trivial run costs its pool process,
