@@ -401,6 +401,12 @@ CELERY_TASK_ROUTES = {
 # messages of up to BATCH_MAX runs, since a message costs the worker more than a short run.
 JUNCTION_RUN_BATCH_MAX = env_int("JUNCTION_RUN_BATCH_MAX", 16)
 JUNCTION_RUN_BATCH_SPREAD = env_int("JUNCTION_RUN_BATCH_SPREAD", 8)
+# Events posted one at a time (the webhook) gather in each posting process: runs posted
+# within WINDOW_MS after a send go in one message, sent when the window closes or once it
+# holds WINDOW_RUNS runs; the first run after a quiet spell goes at once. 0 or 1: off, one
+# message per run (runtime/ingress.py; figures in docs/running.md).
+JUNCTION_INGRESS_WINDOW_MS = env_int("JUNCTION_INGRESS_WINDOW_MS", 20)
+JUNCTION_INGRESS_WINDOW_RUNS = env_int("JUNCTION_INGRESS_WINDOW_RUNS", JUNCTION_RUN_BATCH_MAX)
 # A batch starts runs for this long at most, then sends the rest on in new messages: short
 # runs share a message, slow ones do not hold each other up while other workers are free.
 JUNCTION_RUN_BATCH_SECONDS = env_int("JUNCTION_RUN_BATCH_SECONDS", 2)

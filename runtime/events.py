@@ -21,6 +21,7 @@ from marketplace.choices import LIVE_STATES, InstanceState, Trigger
 from marketplace.exceptions import Conflict, InvalidInput
 from marketplace.models import HandlerRun, Instance
 
+from . import ingress
 from .models import SeenItem
 from .runs import enqueue_runs, queue_rooms, require_queue_room
 
@@ -85,7 +86,9 @@ def post_event(*, instance: Instance, event: str, payload=None) -> list[HandlerR
         raise NotLive(instance.name, state)
     runs = _event_runs(instance, event, payload)
     require_queue_room(instance=instance, adding=len(runs))
-    return enqueue_runs(runs)
+    # Sent through the ingress window: posts arrive one at a time, and one message per run
+    # would cap the workers (runtime/ingress.py).
+    return enqueue_runs(runs, send=ingress.send)
 
 
 def polled_items(result) -> dict[str, object]:

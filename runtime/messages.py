@@ -41,12 +41,13 @@ def _message(batch: list[int]) -> tuple[str, tuple]:
     return (RUN_TASK, (batch[0],)) if len(batch) == 1 else (BATCH_TASK, (batch,))
 
 
-def publish_runs(run_ids: list[int], *, countdown: float | None = None) -> None:
-    """Send the runs over one broker connection, batched by ``message_batches``. Routed
-    by name (CELERY_TASK_ROUTES); with ``task_always_eager`` (tests) run here and now."""
+def publish_runs(run_ids: list[int], *, countdown: float | None = None, spread: int | None = None) -> None:
+    """Send the runs over one broker connection, batched by ``message_batches`` (``spread``
+    passed on). Routed by name (CELERY_TASK_ROUTES); with ``task_always_eager`` (tests) run
+    here and now."""
     if not run_ids:
         return
-    batches = message_batches(list(run_ids))
+    batches = message_batches(list(run_ids), spread=spread)
     if app.conf.task_always_eager:
         # send_task ignores task_always_eager: look the task up by name, as a worker does.
         app.loader.import_default_modules()

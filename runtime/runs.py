@@ -12,6 +12,7 @@ run's id, so a message lost between commit and send is found again
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -34,13 +35,15 @@ FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 # --- Creating ---------------------------------------------------------------------------
 
-def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None) -> list[HandlerRun]:
-    """Insert queued runs and send them when the surrounding transaction commits."""
+def enqueue_runs(runs: list[HandlerRun], *, countdown: float | None = None,
+                 send: Callable[[list[int]], None] | None = None) -> list[HandlerRun]:
+    """Insert queued runs and send them when the surrounding transaction commits, with
+    ``send`` if given (events posted one by one: ``ingress.send``)."""
     if not runs:
         return []
     runs = HandlerRun.objects.bulk_create(runs)
     ids = [run.pk for run in runs]
-    transaction.on_commit(lambda: publish_runs(ids, countdown=countdown))
+    transaction.on_commit(lambda: send(ids) if send else publish_runs(ids, countdown=countdown))
     return runs
 
 
