@@ -12,7 +12,8 @@ ERRORS = {
     "400": "Bad input: `fields` names each field and why.",
     "401": "No credentials, or an invalid or revoked token.",
     "403": "Known, but not allowed (e.g. a member who is not a publisher).",
-    "404": "No such object among those you may reach (another organization's answers the same).",
+    "404": "No such object among those you may reach (another organization's answers the same); "
+           "on a list, no such page.",
     "409": "The object's state forbids it (e.g. a published version, a bound device).",
     "429": "Throttled: retry after the `Retry-After` header's seconds.",
 }
@@ -30,7 +31,7 @@ class JunctionAutoSchema(AutoSchema):
         codes = ["429"]
         if not any(isinstance(p, AllowAny) for p in self.view.get_permissions()) or method != "GET":
             codes.append("401")
-        if "{" in self.path or "pk" in getattr(self.view, "kwargs", {}) or self._is_detail():
+        if "{" in self.path or "pk" in getattr(self.view, "kwargs", {}) or self._is_detail() or self._is_paged():
             codes.append("404")
         if method in WRITE_METHODS:
             codes.append("400")
@@ -41,6 +42,10 @@ class JunctionAutoSchema(AutoSchema):
 
     def _is_detail(self) -> bool:
         return bool(self.path_regex and "(?P<" in self.path_regex)
+
+    def _is_paged(self) -> bool:
+        # A page past the last one (or ?page=0) is DRF's 404 "Invalid page." on every list.
+        return self.method.upper() == "GET" and self._is_list_view() and self._get_paginator() is not None
 
 
 def error_responses(*codes: int) -> dict:
