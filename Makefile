@@ -41,7 +41,7 @@ typecheck: $(VENV)/.requirements-dev
 	$(BIN)/mypy
 
 ## Fuzz the REST API with schemathesis on a throw-away server, as a publisher and as a customer
-## (scripts/api_fuzz.py; API_FUZZ_SECONDS per run, 60 by default).
+## (scripts/api_fuzz.py; the two runs go side by side for API_FUZZ_SECONDS, 90 by default).
 fuzz: $(VENV)/.requirements-dev
 	$(BIN)/python scripts/api_fuzz.py
 

@@ -26,8 +26,9 @@ SECRET="walk-secret-$STAMP-$$"   # the secret config value: no answer may contai
 BODY="$(mktemp)"
 trap 'rm -f "$BODY"' EXIT
 
-# jq when it is installed; otherwise python3 reads the same simple filters (.a.b, .a[0], .a | length).
-if command -v jq >/dev/null 2>&1; then
+# jq when it is installed (and WALK_NO_JQ is unset); otherwise python3 reads the same simple
+# filters (.a.b, .a[0], .a | length, .a | keys).
+if command -v jq >/dev/null 2>&1 && [ -z "${WALK_NO_JQ:-}" ]; then
   q() { jq -c "$1" "$BODY"; }
   qr() { jq -r "$1" "$BODY"; }
 else
@@ -57,7 +58,8 @@ step() { printf '\n== %s\n' "$*"; }
 call() {
   local who="$1" method="$2" path="$3" expected="$4" data="${5:-}" token status
   if [ "$who" = publisher ]; then token="$PUB"; else token="$CUS"; fi
-  echo "\$ curl -X $method $API$path${data:+ -d '$(printf %s "$data" | tr -s '\n ' ' ' | cut -c1-120)$([ ${#data} -gt 120 ] && echo …)'}   # as the $who"
+  local shown="${data:+ -d '$(printf %s "$data" | tr -s '\n ' ' ' | cut -c1-100)$([ ${#data} -gt 100 ] && echo …)'}"
+  echo "\$ curl -X $method \$API$path -H \"Authorization: Bearer \$${who^^}_TOKEN\"$shown"
   local args=(-sS -o "$BODY" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $token" -H "Accept: application/json")
   if [ -n "$data" ]; then args+=(-H "Content-Type: application/json" --data-binary "$data"); fi
   status="$(curl "${args[@]}" "$API$path")" || { echo "curl failed for $method $path" >&2; exit 1; }
@@ -107,7 +109,7 @@ manifest() {  # manifest VERSION_NUMBER SLUG → the draft's JSON body
 JSON
 }
 
-echo "Junction REST API walk against $API"
+echo "Junction REST API walk: API=$API; every call also sends -H \"Content-Type: application/json\""
 
 step "1. publisher: create an integration"
 call publisher POST /integrations/ 201 \
@@ -173,7 +175,7 @@ while :; do
   fi
   sleep 1
 done
-echo "\$ curl $API/runs/$EVENT_RUN/   # as the customer"
+echo "\$ curl \$API/runs/$EVENT_RUN/ -H \"Authorization: Bearer \$CUSTOMER_TOKEN\"   # once finished"
 show status .status; show handler .handler; show result .result; show logs .logs; show duration_ms .duration_ms
 [ "$status" = succeeded ] || { echo "FAIL: the event run failed: $(q .error)" >&2; exit 1; }
 
