@@ -3,8 +3,9 @@
 #   a publisher creates an integration, PUTs a draft (config with a secret, an HTTP resource,
 #   an RPC handler, an event handler, a timer), validates and publishes it; a customer of
 #   ANOTHER organization creates a device, installs the version with config and a device
-#   binding, calls the RPC handler, posts an event, reads the runs and their logs; the
-#   publisher publishes v2, the customer upgrades, then uninstalls.
+#   binding, calls the RPC handler, posts an event, reads the runs and their logs (the
+#   publisher sees that run only as status and timing); the publisher publishes v2, the
+#   customer upgrades, then uninstalls.
 #
 #   scripts/api_walk.sh [BASE PUBLISHER_TOKEN CUSTOMER_TOKEN]
 #   (or JUNCTION_API_BASE, JUNCTION_PUBLISHER_TOKEN, JUNCTION_CUSTOMER_TOKEN in the environment;
@@ -179,20 +180,25 @@ echo "\$ curl \$API/runs/$EVENT_RUN/ -H \"Authorization: Bearer \$CUSTOMER_TOKEN
 show status .status; show handler .handler; show result .result; show logs .logs; show duration_ms .duration_ms
 [ "$status" = succeeded ] || { echo "FAIL: the event run failed: $(q .error)" >&2; exit 1; }
 
-step "11. publisher: PUT the v2 draft and publish it"
+step "11. publisher: the customer's run, as support fields only (no result, no logs)"
+call publisher GET "/runs/$EVENT_RUN/" 200
+show status .status; show handler .handler; show duration_ms .duration_ms; show result .result; show logs .logs
+case "$(q .result)$(q .logs)" in nullnull|null\[\]) ;; *) echo "FAIL: the publisher sees the customer's run data" >&2; exit 1 ;; esac
+
+step "12. publisher: PUT the v2 draft and publish it"
 call publisher PUT "/integrations/$SLUG/draft/" '200|201' "$(manifest 2 "$SLUG")"
 call publisher POST "/integrations/$SLUG/draft/publish/" 201 '{"notes": "Second release."}'
 show number .number
 V2="$(qr .number)"
 
-step "12. customer: upgrade to v$V2, and call the RPC handler again"
+step "13. customer: upgrade to v$V2, and call the RPC handler again"
 call customer POST "/instances/$INSTANCE/upgrade/" 200 "{\"version\": $V2}"
 show version .version; show state .state
 call customer POST "/instances/$INSTANCE/rpc/status/" 200 '{"echo": "after the upgrade"}'
 show result .result
 [ "$(qr .result.version)" = "$V2" ] || { echo "FAIL: the RPC did not run v$V2's code" >&2; exit 1; }
 
-step "13. customer: uninstall"
+step "14. customer: uninstall"
 call customer DELETE "/instances/$INSTANCE/" 204
 call customer GET "/instances/$INSTANCE/" 404
 show error .error.code
