@@ -198,6 +198,16 @@ class InstanceQuerySet(OrganizationRowsQuerySet):
     def of_integration(self, integration: Integration) -> Self:
         return self.filter(version__integration=integration)
 
+    def with_data_flag(self, user: AnyUser) -> Self:
+        """Each row annotated ``sees_data``: whether ``user`` sees its data, not only its
+        support fields. The list form of ``access.sees_instance_data`` (members of the
+        instance's organization in any role, and superusers), in the same query."""
+        if user is not None and user.is_authenticated and user.is_superuser:
+            return self.annotate(sees_data=models.Value(True, output_field=models.BooleanField()))
+        if user is None or not user.is_authenticated:
+            return self.annotate(sees_data=models.Value(False, output_field=models.BooleanField()))
+        return self.annotate(sees_data=Q(organization__in=_organizations_of(user)))
+
 
 class RunQuerySet(OrganizationRowsQuerySet):
     """Runs follow their instance: seen by its organization and the integration's

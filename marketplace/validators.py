@@ -130,13 +130,21 @@ def secret_fields(config_schema: dict | None) -> set[str]:
     }
 
 
-def _error_path(error: jsonschema.ValidationError) -> str:
+def _error_path(error: jsonschema.ValidationError, field: str = "config") -> str:
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "required":
         # jsonschema reports a missing property at its parent; name the property itself.
         missing = error.message.split("'")[1] if "'" in error.message else ""
         parts.append(missing)
-    return ".".join(["config", *[p for p in parts if p]])
+    return ".".join([field, *[p for p in parts if p]])
+
+
+def _schema_errors(validator: Any, value: Any, field: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for error in sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]):
+        message = error.message if error.validator != "required" else "this field is required"
+        errors.setdefault(_error_path(error, field), []).append(message)
+    return errors
 
 
 def validate_config(config_schema: dict | None, values: Any) -> dict:
@@ -154,15 +162,26 @@ def validate_config(config_schema: dict | None, values: Any) -> dict:
     except schemas.SchemaError as exc:
         # Publishing validates configSchema; this guards versions that predate that check.
         raise ValidationError({"config": [f"the version's configSchema is not valid JSON Schema: {exc.message}"]}) from exc
-    validator = schemas.validator(schema, format_checker=True)
-    errors: dict[str, list[str]] = {}
-    for error in sorted(validator.iter_errors(completed), key=lambda e: list(e.absolute_path)):
-        path = _error_path(error)
-        message = error.message if error.validator != "required" else "this field is required"
-        errors.setdefault(path, []).append(message)
+    errors = _schema_errors(schemas.validator(schema, format_checker=True), completed, "config")
     if errors:
         raise ValidationError(errors)
     return completed
+
+
+def validate_handler_input(schema: Any, value: Any, *, field: str = "input") -> None:
+    """Check an RPC call's input against its handler's ``inputSchema`` (Draft 2020-12), so a
+    caller learns which part is wrong before any run is made. Raises ValidationError keyed
+    by ``input.<path>``. The runtime checks again when the run starts (``run_spec``): a
+    schema the version carries that is itself invalid is left for it to report."""
+    if not isinstance(schema, (dict, bool)):
+        return
+    try:
+        schemas.check_schema(schema)
+    except schemas.SchemaError:
+        return
+    errors = _schema_errors(schemas.validator(schema), value, field)
+    if errors:
+        raise ValidationError(errors)
 
 
 def validate_resource_kind(kind: str) -> None:

@@ -354,7 +354,7 @@ def test_the_api_answers_not_found_with_404(reach, outsider):
         access.get_run_for(outsider, reach.acme_run.pk)
     response = exception_handler(caught.value, {})
     assert response.status_code == 404
-    assert response.data == {"non_field_errors": [caught.value.message]}
+    assert response.data == {"error": {"code": "not_found", "message": caught.value.message}}
 
 
 @pytest.mark.parametrize("persona, status", [(None, 404), ("outsider", 404), ("member", 200)])

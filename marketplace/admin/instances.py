@@ -22,7 +22,7 @@ from .. import access
 from ..choices import RunStatus
 from ..exceptions import DomainError
 from ..models import Instance, ResourceBinding
-from ..services import installs
+from ..services import calls, installs
 from .forms import InstanceForm
 from .mixins import ScopedAdmin, ScopedInline, report
 from .saving import ServiceDeleteMixin, ServiceSaveMixin, refusing
@@ -185,11 +185,9 @@ class InstanceAdmin(ServiceSaveMixin, ServiceDeleteMixin, ScopedAdmin):
 
     @admin.action(description="Ping the selected instances (run their ping handler now)")
     def ping(self, request, queryset):
-        from runtime.lifecycle import ping_instance
-
         for instance in queryset:
             try:
-                runs = ping_instance(instance=instance, user=request.user)
+                runs = calls.ping(instance=instance, user=request.user)
             except DomainError as exc:
                 report(request, exc, prefix=f"Ping of {instance.name}: ")
                 continue

@@ -9,11 +9,16 @@ templates (``/orders/{id}``) and the document's base path.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import yaml
+
+# openapi-spec-validator switches to jsonschema-rs whenever that is installed (schemathesis,
+# a test tool, brings it), and its messages differ: keep the one backend production has.
+os.environ.setdefault("OPENAPI_SPEC_VALIDATOR_SCHEMA_VALIDATOR_BACKEND", "jsonschema")
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_NODES = 200_000     # values in a parsed document; YAML aliases count every time they are used
