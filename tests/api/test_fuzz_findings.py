@@ -1,0 +1,32 @@
+"""What the fuzzer (scripts/api_fuzz.py, schemathesis against a live server) found, pinned
+here so that it stays fixed without waiting for the fuzzer to draw the same input again."""
+from __future__ import annotations
+
+import pytest
+
+from marketplace.choices import Role
+from marketplace.models import Instance, ResourceBinding
+
+from .. import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("device_id", [2**63, 10**20, -(2**63) - 1, 0, -1])
+def test_a_binding_to_a_device_id_no_database_can_hold_is_400_not_500(api, publisher, globex, device_id):
+    """POST /instances/ with ``"bindings": {"my-printer": 100000000000000000000}`` was a 500
+    (OverflowError: Python int too large to convert to SQLite INTEGER)."""
+    customer = factories.make_user("gina")
+    factories.add_member(customer, globex, Role.MEMBER)
+    version = factories.make_published(factories.make_integration(publisher.memberships.get().organization,
+                                                                  slug="printer-sync"))
+    devices = factories.make_bindings(globex)
+    body = {
+        "integration": "printer-sync", "version": version.number, "name": "Plant printers",
+        "config": {"site": "Plant 1", "apiKey": "k"},
+        "bindings": {"erp": devices["erp"].pk, "my-printer": device_id},
+    }
+    response = api(customer).post("/api/v1/instances/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert set(response.json()["error"]["fields"]) == {"bindings.my-printer"}
+    assert not Instance.objects.exists() and not ResourceBinding.objects.exists()
