@@ -134,6 +134,18 @@ def get_integration_for(user: AnyUser, slug: str, *, write: bool = False) -> Int
     return _get(integrations, "integration", slug, slug=slug)
 
 
+def get_integration_to_publish(user: AnyUser, slug: str) -> Integration:
+    """The integration ``slug`` for its publishing work: the draft, validating and publishing
+    it. Those are private to the owning organization even when the integration is public,
+    so anyone outside it gets NotFound like for a missing integration; a member of it
+    without a publishing role gets PermissionDenied (they know the integration)."""
+    integration = get_integration_for(user, slug)
+    if user is not None and not has_role(user, integration.owner):
+        raise NotFound(f"no integration {slug} among those you publish for")
+    require_can_publish(user, integration)
+    return integration
+
+
 def get_version_for(user: AnyUser, slug: str, number: int, *, write: bool = False) -> IntegrationVersion:
     """Published version ``number`` of integration ``slug`` as the user sees it; with
     ``write``, of an integration they publish for."""

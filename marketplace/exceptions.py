@@ -7,14 +7,19 @@ can be tied to the field that caused it (``"__all__"`` when none applies).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from .packaging.report import Report
 
 
 class DomainError(Exception):
     status_code = 400
     code = "invalid"
+    # More for API callers, added to the error body as it is (e.g. {"report": {...}}).
+    detail: dict[str, Any] | None = None
 
     def __init__(self, message: str | None = None, *, field: str | None = None, errors: dict[str, Any] | None = None) -> None:
         if errors is None:
@@ -35,6 +40,28 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     """The caller sent something that breaks a rule; nothing was written."""
+
+
+class NotPublishable(InvalidInput):
+    """Validation found errors in the draft, so it cannot be published. ``errors`` key each
+    error by where it is (``Report.error_dict``); ``report`` is the whole validation report,
+    warnings included, and travels to API callers as ``detail``."""
+
+    status_code = 409
+    code = "not_publishable"
+
+    def __init__(self, message: str | None = None, *, report: Report, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.report = report
+        self.detail = {"report": report.as_dict()}
+
+
+class TooLarge(InvalidInput):
+    """An upload is larger than the platform accepts (a package past its size limits);
+    nothing was written. ``detail`` may carry the refusal as a validation report."""
+
+    status_code = 413
+    code = "too_large"
 
 
 class NotInstallable(DomainError):

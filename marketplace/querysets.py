@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Self, TypeAlias
 
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.utils import timezone
 
 from .choices import Role, VersionState, Visibility
 
@@ -104,6 +105,19 @@ class OrganizationQuerySet(OrganizationRowsQuerySet):
     superusers change organizations and memberships; the console enforces it."""
 
     organization_path = "pk"
+
+    def joined_by(self, user: AnyUser) -> Self:
+        """The organizations ``user`` is a member of, superusers included (``visible_to``
+        gives superusers every organization): theirs, for the site's navigation."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(pk__in=_organizations_of(user))
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self) -> Self:
+        """Invitations that can still be accepted: not used and not expired."""
+        return self.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
 
 
 class IntegrationQuerySet(models.QuerySet):

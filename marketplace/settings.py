@@ -80,6 +80,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "allauth",
+    "allauth.account",
     "marketplace",
     "runtime",
 ]
@@ -93,6 +95,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -108,6 +111,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "marketplace.accounts.context.navigation",
             ],
         },
     },
@@ -136,6 +140,44 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Accounts (django-allauth; docs/accounts.md) ---------------------------------------------
+# Customers sign up, log in and reset their password at /accounts/ (allauth); the console
+# keeps its own login at /admin/login/ for publishers and staff.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the console's login
+    "allauth.account.auth_backends.AuthenticationBackend",  # username or e-mail
+]
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
+# "optional": a confirmation mail is sent, nothing waits for it; "mandatory" holds the
+# login until the address is confirmed; "none" sends nothing.
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "optional")
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Junction] "
+# The sign-up form asks for the organization too (marketplace/accounts/forms.py).
+ACCOUNT_FORMS = {"login": "marketplace.accounts.forms.LoginForm", "signup": "marketplace.accounts.forms.SignupForm"}
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "marketplace:integration-list"
+ACCOUNT_LOGOUT_REDIRECT_URL = "marketplace:integration-list"
+ACCOUNT_SIGNUP_REDIRECT_URL = "marketplace:my-organization"
+# An invitation link works once, for this many days (services/organizations.py).
+JUNCTION_INVITATION_DAYS = env_int("JUNCTION_INVITATION_DAYS", 7)
+
+# Password-reset and confirmation mails: printed on the console in development; production
+# sends them through SMTP (EMAIL_HOST and friends).
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Junction <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -259,7 +301,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"user": JUNCTION_API_THROTTLE_USER, "anon": JUNCTION_API_THROTTLE_ANON},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "marketplace.api.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
@@ -280,6 +322,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Enums named for what they are, so that other fields called state, code or change
+    # (an instance's state, say) do not collide with these.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStateEnum": "marketplace.choices.VersionState",
+        "ReportCodeEnum": "marketplace.packaging.report.CODES",
+        "DiffChangeEnum": "marketplace.packaging.diffs.CHANGES",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

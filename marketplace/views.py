@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.templatetags.static import static
 from django.views.generic import DetailView, ListView
 
 from . import access
@@ -55,3 +56,8 @@ def download_attachment(request, pk: int):
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
     return response
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says; the icon is an SVG in static/."""
+    return redirect(static("favicon.svg"))

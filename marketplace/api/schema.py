@@ -15,6 +15,7 @@ ERRORS = {
     "404": "No such object among those you may reach (another organization's answers the same); "
            "on a write, an object it names (organization, integration, device); on a list, no such page.",
     "409": "The object's state forbids it (e.g. a published version, a bound device).",
+    "413": "Too large: the upload is past the platform's size limit.",
     "429": "Throttled: retry after the `Retry-After` header's seconds.",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH"}

@@ -3,7 +3,7 @@ from .catalog import Category, Integration
 from .devices import Device
 from .instances import Instance, PendingUpgrade, ResourceBinding
 from .media import ApiSchema, Attachment
-from .organizations import Membership, Organization
+from .organizations import Invitation, Membership, Organization
 from .runs import HandlerRun
 from .storage import CacheEntry, ContainerEntry, StorageUsage
 from .tokens import ApiToken
@@ -24,6 +24,7 @@ __all__ = [
     "Instance",
     "Integration",
     "IntegrationVersion",
+    "Invitation",
     "Membership",
     "Organization",
     "PendingUpgrade",

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
+CHANGES = (ADDED, REMOVED, CHANGED)
 
 
 @dataclass

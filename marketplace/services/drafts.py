@@ -76,6 +76,21 @@ def get_or_create_draft(*, integration: Integration, user: AnyUser = None) -> In
 
 
 @transaction.atomic
+def save_draft(
+    *, integration: Integration, manifest: dict | None = None, files: dict | None = None, user: AnyUser = None
+) -> tuple[IntegrationVersion, bool]:
+    """Write the draft of ``integration``, opening it first when there is none (a copy of the
+    latest published version, then overwritten by what is given). Returns the draft and
+    whether it was created; a refused write leaves no new draft behind."""
+    access.require_can_publish(user, integration)
+    draft = integration.versions.drafts().first()
+    created = draft is None
+    if draft is None:
+        draft = create_draft(integration=integration, user=user)
+    return update_draft(draft=draft, manifest=manifest, files=files, user=user), created
+
+
+@transaction.atomic
 def update_draft(
     *, draft: IntegrationVersion, manifest: dict | None = None, files: dict | None = None, user: AnyUser = None
 ) -> IntegrationVersion:

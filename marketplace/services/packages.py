@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from django.db import transaction
 
 from .. import access
-from ..exceptions import InvalidInput
+from ..exceptions import InvalidInput, NotPublishable, TooLarge
 from ..models import ApiSchema, Integration, IntegrationVersion, Organization
-from ..packaging.packages import Package, PackageRefused, build_zip, read_package
+from ..packaging.packages import Package, PackageRefused, build_zip, max_total_bytes, package_report, read_package
 from ..packaging.report import Report
 from ..packaging.validation import validate_version
 from .apischemas import parse_api_document, upload_api_schema
 from .catalog import create_integration, unique_slug
 from .drafts import check_bundle, create_draft, update_draft
-from .publishing import publish_version
+from .publishing import NOTES_REQUIRED, publish_version
 
 if TYPE_CHECKING:
     from ..querysets import AnyUser
@@ -45,15 +45,37 @@ def export_version(*, version: IntegrationVersion, user: AnyUser = None) -> byte
     )
 
 
+# Refusals for size: an upload past them answers 413 rather than 400 over HTTP.
+TOO_LARGE_CODES = frozenset({"package_too_large", "package_file_too_large"})
+
+
 def load_package(source: str | os.PathLike | bytes | BinaryIO) -> Package:
-    """Read a package (folder, .zip path, bytes or file object); refusals become InvalidInput."""
+    """Read a package (folder, .zip path, bytes or file object). A refusal raises
+    InvalidInput (TooLarge for the size limits) whose ``detail`` holds the one-error
+    validation report, so callers can match on its code; so does a broken manifest."""
     try:
         package = read_package(source)
     except PackageRefused as exc:
-        raise InvalidInput(f"package refused: {exc.message}", field=exc.file or "package") from None
+        raise _refusal(exc) from None
     if package.manifest_error is not None:
-        raise InvalidInput(package.manifest_error[1], field="manifest.json")
+        error = InvalidInput(package.manifest_error[1], field="manifest.json")
+        error.detail = {"report": package_report(package).as_dict()}
+        raise error
     return package
+
+
+def check_upload_size(size: int) -> None:
+    """Refuse, before reading a byte of it, an upload of ``size`` bytes past the package
+    limit, as ``load_package`` would refuse it after reading (TooLarge)."""
+    if size > max_total_bytes():
+        raise _refusal(PackageRefused("package_too_large", f"the archive is larger than {max_total_bytes():,} bytes"))
+
+
+def _refusal(exc: PackageRefused) -> InvalidInput:
+    error_class = TooLarge if exc.code in TOO_LARGE_CODES else InvalidInput
+    error = error_class(f"package refused: {exc.message}", field=exc.file or "package")
+    error.detail = {"report": exc.as_report().as_dict()}
+    return error
 
 
 @transaction.atomic
@@ -135,7 +157,7 @@ def push_package(
     if package.manifest_error is not None:
         raise InvalidInput(package.manifest_error[1], field="manifest.json")
     if publish and not (notes or "").strip():
-        raise InvalidInput("notes are required to publish: say what changed", field="notes")
+        raise InvalidInput(NOTES_REQUIRED, field="notes")
     created = False
     if integration is None and organization is not None:
         integration = find_push_target(cast(dict, package.manifest), organization=organization)
@@ -144,7 +166,7 @@ def push_package(
     report = validate_version(draft)
     if publish:
         if not report.valid:
-            raise InvalidInput(errors=report.error_dict())
+            raise NotPublishable(errors=report.error_dict(), report=report)
         version = publish_version(draft=draft, notes=notes, user=user)
         return PushResult(integration=version.integration, version=version, created=created, published=True, report=report)
     return PushResult(integration=draft.integration, version=draft, created=created, published=False, report=report)

@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from .. import access
 from ..choices import VersionState
-from ..exceptions import Conflict, InvalidInput
+from ..exceptions import Conflict, InvalidInput, NotPublishable
 from ..models import Integration, IntegrationVersion
+from ..packaging.report import Report
 from ..packaging.validation import validate_version
 from .drafts import check_bundle
 
@@ -18,17 +19,25 @@ if TYPE_CHECKING:
     from ..querysets import AnyUser
 
 
+NOTES_REQUIRED = "notes are required to publish: say what changed"
+
+
 def check_publishable(draft: IntegrationVersion) -> None:
     """A version may be published only when validation finds no errors (warnings are fine).
-    Raises InvalidInput whose ``errors`` carry every error of the validation report, keyed by
-    where it is: ``manifest.<path>`` for the manifest (``manifest.handlers.sync.schedule``),
-    ``<file>:<line>`` for code (``main.lua:3``)."""
+    Raises NotPublishable (an InvalidInput) whose ``errors`` carry every error of the
+    validation report, keyed by where it is: ``manifest.<path>`` for the manifest
+    (``manifest.handlers.sync.schedule``), ``<file>:<line>`` for code (``main.lua:3``), and
+    whose ``report`` is the report itself."""
     if not isinstance(draft.manifest, dict) or not draft.manifest:
-        raise InvalidInput("the draft has no manifest", field="manifest")
+        empty = Report()
+        empty.add("manifest_required", "the draft has no manifest", file="manifest.json")
+        raise NotPublishable("the draft has no manifest", field="manifest", report=empty)
     check_bundle(draft.files)
     report = validate_version(draft)
     if not report.valid:
-        raise InvalidInput(errors=report.error_dict())
+        count = len(report.errors)
+        raise NotPublishable(f"the draft has {count} validation error{'s' if count != 1 else ''}; fix them to publish",
+                             errors=report.error_dict(), report=report)
 
 
 @transaction.atomic
@@ -41,7 +50,7 @@ def publish_version(*, draft: IntegrationVersion, notes: str, user: AnyUser = No
     access.require_can_publish(user, draft.integration)
     notes = (notes or "").strip()
     if not notes:
-        raise InvalidInput("notes are required to publish: say what changed", field="notes")
+        raise InvalidInput(NOTES_REQUIRED, field="notes")
     Integration.objects.select_for_update().get(pk=draft.integration_id)
     try:
         draft = IntegrationVersion.objects.select_for_update().get(pk=draft.pk)

@@ -2,6 +2,8 @@
 cookies) per test, pointed at pytest-django's live server."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,3 +46,42 @@ def log_in(page):
         return page
 
     return log_in
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"  # git-ignored, as all of var/
+BLOCKING_IMPACTS = {"serious", "critical"}
+
+
+@pytest.fixture
+def screenshot(page, request):
+    """``screenshot("01-signed-up")`` saves the page under var/screenshots/<test name>/."""
+    folder = SCREENSHOTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def screenshot(name: str, on=None):
+        (on or page).screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+    return screenshot
+
+
+@pytest.fixture(scope="session")
+def axe():
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe()
+
+
+@pytest.fixture
+def assert_accessible(axe):
+    """``assert_accessible(page)`` runs axe-core on the page as it is and fails on any
+    serious or critical violation, naming the rule and the elements."""
+
+    def assert_accessible(page):
+        results = axe.run(page)
+        blocking = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+            for v in results.response["violations"] if v["impact"] in BLOCKING_IMPACTS
+        ]
+        assert not blocking, f"{page.url}:\n" + "\n".join(blocking)
+
+    return assert_accessible
