@@ -30,3 +30,16 @@ def test_a_binding_to_a_device_id_no_database_can_hold_is_400_not_500(api, publi
     assert response.status_code == 400, response.content
     assert set(response.json()["error"]["fields"]) == {"bindings.my-printer"}
     assert not Instance.objects.exists() and not ResourceBinding.objects.exists()
+
+
+@pytest.mark.parametrize("tail", ["draft/", "draft/package/"])
+def test_options_on_a_draft_url_describes_it_and_keeps_the_tenant_wall(api, publisher, outsider, tail):
+    """OPTIONS /integrations/{slug}/draft/ (and draft/package/) was a 500: DRF's metadata asks
+    the view for its object before describing PUT, and the view had none."""
+    integration = factories.make_integration(publisher.memberships.get().organization, slug="printer-sync")
+    url = f"/api/v1/integrations/{integration.slug}/{tail}"
+    response = api(publisher).options(url)
+    assert response.status_code == 200, response.content
+    assert "PUT" in response.json()["actions"]
+    assert api(outsider).options(url).status_code == 404
+    assert api(publisher).options(f"/api/v1/integrations/no-such-thing/{tail}").status_code == 404
