@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint typecheck setup demo browser clean
+.PHONY: run test lint typecheck fuzz walk setup demo browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ lint: $(VENV)/.requirements-dev
 ## Type check the domain layer (mypy, configured in mypy.ini: services, access, querysets, …).
 typecheck: $(VENV)/.requirements-dev
 	$(BIN)/mypy
+
+## Fuzz the REST API with schemathesis on a throw-away server, as a publisher and as a customer
+## (scripts/api_fuzz.py; the two runs go side by side for API_FUZZ_SECONDS, 90 by default).
+fuzz: $(VENV)/.requirements-dev
+	$(BIN)/python scripts/api_fuzz.py
+
+## The new user's walk over the REST API (scripts/api_walk.sh, curl) on a throw-away server with a worker.
+walk: $(VENV)/.requirements
+	$(BIN)/python scripts/api_server.py --worker -- scripts/api_walk.sh
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium.sh

@@ -4,6 +4,7 @@ a query string the same way; and the API documents' filter."""
 from __future__ import annotations
 
 import django_filters
+from django import forms
 
 from .models import ApiSchema, Category, Integration
 
@@ -52,3 +53,15 @@ class ApiSchemaFilterSet(django_filters.FilterSet):
     class Meta:
         model = ApiSchema
         fields = ["integration"]
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An object's id: a whole number a database key can hold. Anything else (``1.5``,
+    ``1e30``) is refused with 400 on the filter instead of reaching the database."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)

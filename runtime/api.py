@@ -20,6 +20,7 @@ from marketplace import access
 from marketplace.api.run_errors import RunErrorField
 from marketplace.api.schema import error_responses
 from marketplace.choices import RunStatus, Trigger
+from marketplace.filtersets import IdFilter
 from marketplace.models import HandlerRun
 
 from .models import TimerSchedule
@@ -73,7 +74,7 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RunFilterSet(django_filters.FilterSet):
-    instance = django_filters.NumberFilter(field_name="instance_id", help_text="An instance's id.")
+    instance = IdFilter(field_name="instance_id", help_text="An instance's id.")
     handler = django_filters.CharFilter(help_text="A handler's name.")
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = django_filters.ChoiceFilter(choices=Trigger.choices)

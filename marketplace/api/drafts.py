@@ -86,7 +86,15 @@ def _draft_of(integration: Integration) -> IntegrationVersion:
     return draft
 
 
-class DraftView(generics.GenericAPIView):
+class _DraftWriteView(generics.GenericAPIView):
+    """A view that writes an integration's draft. OPTIONS describes the PUT through DRF's
+    metadata, which asks the view for its object first (a view without one was a 500)."""
+
+    def get_object(self) -> Integration:
+        return access.get_integration_to_publish(self.request.user, self.kwargs["slug"])
+
+
+class DraftView(_DraftWriteView):
     serializer_class = DraftSerializer
     parser_classes = [JSONParser]
 
@@ -112,7 +120,7 @@ class DraftView(generics.GenericAPIView):
         return Response(DraftSerializer(draft).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class DraftPackageView(generics.GenericAPIView):
+class DraftPackageView(_DraftWriteView):
     serializer_class = PackageUploadSerializer
     parser_classes = [parsers.MultiPartParser]
 

@@ -117,9 +117,14 @@ def _resolve_bindings(version: IntegrationVersion, organization: Organization, b
     return resolved
 
 
+# The largest primary key any backend stores (a signed 64-bit integer); a larger number in a
+# query is an OverflowError on SQLite and a DataError on PostgreSQL, not a missing device.
+MAX_ID = 2**63 - 1
+
+
 def _is_id(value: object) -> bool:
     # bool is an int in Python: JSON ``true`` must not bind device 1.
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 def _check_name(name: str) -> str:
