@@ -132,6 +132,14 @@ def build_field(name: str, spec: dict, *, required: bool) -> forms.Field | None:
     return forms.CharField(**common)
 
 
+class DevicePicker(forms.ChoiceField):
+    """A select of the organization's devices of one kind. Which device may be bound is
+    the install service's rule (``bindings.<alias>`` errors), so any id is passed on."""
+
+    def valid_value(self, value: Any) -> bool:
+        return str(value).isdigit()
+
+
 class Group:
     """A nested object's fieldset: its legend and the fields (and groups) inside."""
 
@@ -163,7 +171,7 @@ class ConfigForm(forms.Form):
             kind = spec.get("kind")
             choices = [("", "— choose a device —")] + [(str(d.pk), f"{d.name} · {d.target}") for d in devices
                                                          if d.kind == kind]
-            self.fields[f"bindings.{alias}"] = forms.ChoiceField(
+            self.fields[f"bindings.{alias}"] = DevicePicker(
                 label=f"Device for “{alias}” ({ResourceKind(kind).label if kind in ResourceKind.values else kind})",
                 help_text=str(spec.get("description") or ""), choices=choices, required=False,
             )

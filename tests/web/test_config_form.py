@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from marketplace.formerrors import add_refusal
 from marketplace.exceptions import InvalidInput
+from marketplace.formerrors import add_refusal
 from marketplace.web.forms import ConfigForm
 
 SCHEMA = {
