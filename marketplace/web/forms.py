@@ -266,7 +266,7 @@ class DeviceForm(forms.Form):
     """A device of one kind: base URL for HTTP, DSN for SQL. Credentials and headers are
     write-only: left empty, what is stored stays; "remove" clears it."""
 
-    name = forms.CharField(label="Name", max_length=120)
+    name = forms.CharField(label="Device name", max_length=120)
     base_url = forms.CharField(label="Base URL", required=False, max_length=200,
                                help_text="Scheme, host, port and optional base path, e.g. https://erp.example.com/api/",
                                widget=forms.URLInput())
