@@ -127,7 +127,8 @@ def build_field(name: str, spec: dict, *, required: bool) -> forms.Field | None:
     if _is_secret(spec):
         return forms.CharField(strip=False, widget=forms.PasswordInput(render_value=False,
                                                                        attrs={"autocomplete": "new-password"}), **common)
-    if spec.get("maxLength", 0) > 200 or spec.get("format") == "textarea":
+    max_length = spec.get("maxLength")
+    if (isinstance(max_length, int) and max_length > 200) or spec.get("format") == "textarea":
         return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)
     return forms.CharField(**common)
 
