@@ -217,8 +217,13 @@ class ConfigForm(forms.Form):
             return bound
         return bind(self.layout)
 
-    def binding_fields(self) -> list:
-        return [self[name] for name in self.fields if name.startswith("bindings.")]
+    def binding_fields(self) -> list[dict]:
+        """Per declared resource: its picker, alias and kind, for the template."""
+        return [
+            {"field": self[f"bindings.{alias}"], "alias": alias,
+             "kind": spec.get("kind") if isinstance(spec, dict) else None}
+            for alias, spec in self.resources.items()
+        ]
 
     def refusal_field(self, key: str) -> str | None:
         """The field of an error key: itself, or the nearest field above it

@@ -114,3 +114,12 @@ def test_list_queries_do_not_grow_with_devices(client, acme, django_assert_max_n
     with django_assert_max_num_queries(7):
         page = client.get("/devices/")
     assert page.content.decode().count("Test connection of") == Device.objects.count() == 17
+
+
+def test_adding_a_device_from_the_wizard_comes_back_to_it(client):
+    wizard = "/integrations/printer-sync/install/?version=1"
+    page = client.get("/devices/add/", {"next": wizard}).content.decode()
+    assert "?kind=http&amp;next=/integrations/printer-sync/install/%3Fversion%3D1" in page  # choose the kind first
+    response = client.post("/devices/add/", {"kind": "http", "name": "Printer", "base_url": "http://127.0.0.1:8001/",
+                                             "next": wizard})
+    assert response.status_code == 302 and response["Location"] == wizard
