@@ -147,7 +147,7 @@ def test_add_a_device_test_it_and_install_through_the_wizard(page, integration, 
     expect(page.get_by_role("status")).to_contain_text("bound to 1 instance (Label printer)")
 
 
-def test_the_wizard_and_devices_fit_a_phone(browser, live_server, integration, screenshot):
+def test_the_wizard_and_devices_fit_a_phone(browser, live_server, integration, screenshot, assert_accessible):
     user = factories.make_user("phone")
     factories.add_member(user, factories.make_org("Phone Co"))
     context = browser.new_context(base_url=live_server.url, viewport={"width": 360, "height": 800})
@@ -158,9 +158,11 @@ def test_the_wizard_and_devices_fit_a_phone(browser, live_server, integration, s
         page.get_by_label("Password").fill("pw-123456")
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(lambda url: "/accounts/login/" not in url)
-        for path in ("/integrations/label-printer/install/", "/devices/", "/devices/add/?kind=http"):
+        for path in ("/integrations/label-printer/install/", "/devices/", "/devices/add/",
+                     "/devices/add/?kind=http", "/devices/add/?kind=sql"):
             page.goto(path)
             assert no_sideways_scroll(page), path
+            assert_accessible(page)
         screenshot("phone-wizard", on=page)
     finally:
         context.close()

@@ -154,3 +154,20 @@ def test_test_connection_keeps_the_page_and_installs_nothing(client_of, member, 
     assert 'value="Plant 1"' in html and "s3cret-api-key" not in html
     assert [r["method"] for r in device_server.requests] == ["HEAD"]
     assert not Instance.objects.exists()
+
+
+def test_a_member_of_several_organizations_chooses_one_first(client_of, member, version, globex):
+    factories.add_member(member, globex, "member")
+    globex_printer = factories.make_device(globex, ResourceKind.HTTP, name="Globex printer")
+    client = client_of(member)
+    chooser = client.get(url(version)).content.decode()
+    assert "For which organization?" in chooser and f"organization={globex.slug}" in chooser
+    page = client.get(url(version) + f"&organization={globex.slug}").content.decode()
+    assert "for Globex" in page and "Globex printer" in page
+    erp = factories.make_device(globex, ResourceKind.SQL)
+    response = client.post(url(version), {
+        "organization": globex.slug, "config.site": "G", "config.apiKey": "k",
+        "bindings.my-printer": str(globex_printer.pk), "bindings.erp": str(erp.pk),
+    })
+    assert response.status_code == 302
+    assert Instance.objects.get().organization == globex
