@@ -171,3 +171,11 @@ def test_a_member_of_several_organizations_chooses_one_first(client_of, member, 
     })
     assert response.status_code == 302
     assert Instance.objects.get().organization == globex
+
+
+def test_config_and_binding_errors_are_shown_together(client_of, member, version, devices):
+    response = client_of(member).post(url(version), post_data(devices, **{"config.site": None, "bindings.erp": ""}))
+    errors = response.context["form"].errors
+    assert errors["config.site"] == ["this field is required"]
+    assert errors["bindings.erp"] == ["resource 'erp' must be bound to a sql device"]
+    assert not Instance.objects.exists()
