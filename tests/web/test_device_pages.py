@@ -123,3 +123,13 @@ def test_adding_a_device_from_the_wizard_comes_back_to_it(client):
     response = client.post("/devices/add/", {"kind": "http", "name": "Printer", "base_url": "http://127.0.0.1:8001/",
                                              "next": wizard})
     assert response.status_code == 302 and response["Location"] == wizard
+
+
+def test_a_member_of_several_organizations_picks_the_devices_organization(client, member, globex):
+    factories.add_member(member, globex, "member")
+    form = client.get("/devices/add/?kind=http").content.decode()
+    assert 'name="organization"' in form
+    client.post("/devices/add/", {"kind": "http", "organization": globex.slug, "name": "Printer",
+                                  "base_url": "http://127.0.0.1:8001/"})
+    assert Device.objects.get().organization == globex
+    assert "<th scope=\"col\">Organization</th>" in client.get("/devices/").content.decode()
