@@ -34,6 +34,9 @@ class RuntimeHooks:
     run_now: Callable[..., Any]
     # post_event(*, instance, event, payload) → the queued runs, as a webhook posts them.
     post_event: Callable[..., list[Any]]
+    # probe_device(device, *, timeout) → (answered, reason): "test connection", through the
+    # runtime's device clients (the reason may quote the device: callers mask secrets).
+    probe_device: Callable[..., tuple[bool, str]]
 
 
 _hooks: RuntimeHooks | None = None

@@ -515,6 +515,9 @@ JUNCTION_DEVICE_ALLOW_NETWORKS = env_list("JUNCTION_DEVICE_ALLOW_NETWORKS", "")
 # More of the platform's own services (host:port, e.g. the app server behind the proxy),
 # refused like its database and broker.
 JUNCTION_DEVICE_DENY_SERVICES = env_list("JUNCTION_DEVICE_DENY_SERVICES", "")
+# "Test connection" on the customers' pages (services.connections): how long one check of a
+# device (an HTTP HEAD or a SQL SELECT 1) may take, in seconds, before it is reported failed.
+JUNCTION_DEVICE_TEST_TIMEOUT_SECONDS = env_int("JUNCTION_DEVICE_TEST_TIMEOUT_SECONDS", 5)
 # A mistyped network would otherwise surface only at the first device call.
 for _name in ("JUNCTION_DEVICE_DENY_NETWORKS", "JUNCTION_DEVICE_ALLOW_NETWORKS"):
     for _network in globals()[_name]:

@@ -15,7 +15,7 @@ class RuntimeConfig(AppConfig):
     def ready(self) -> None:
         from marketplace.hooks import RuntimeHooks, register_runtime
 
-        from . import events, lifecycle, schedules, worker
+        from . import device_checks, events, lifecycle, schedules, worker
 
         # The domain runs lifecycle handlers and keeps timers in step through these: it
         # never imports the runtime, which builds on it (marketplace/hooks.py).
@@ -26,6 +26,7 @@ class RuntimeConfig(AppConfig):
             sync_schedules=schedules.sync_schedules,
             run_now=worker.run_now,
             post_event=events.post_event,
+            probe_device=device_checks.probe,
         ))
         # The beat entries this app owns exist after every migrate (idempotent).
         post_migrate.connect(_ensure_periodic_tasks, sender=self, dispatch_uid="runtime.ensure_periodic_tasks")

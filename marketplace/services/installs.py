@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -120,6 +120,20 @@ def _resolve_bindings(version: IntegrationVersion, organization: Organization, b
 # The largest primary key any backend stores (a signed 64-bit integer); a larger number in a
 # query is an OverflowError on SQLite and a DataError on PostgreSQL, not a missing device.
 MAX_ID = 2**63 - 1
+
+
+def _all_of(*checks: Callable[[], Any]) -> list[Any]:
+    """Every check's result. Their refusals (InvalidInput) are raised together, so a caller
+    learns about a wrong config and a wrong binding at once, each under its own field."""
+    results, errors = [], {}
+    for check in checks:
+        try:
+            results.append(check())
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise InvalidInput(errors=errors)
+    return results
 
 
 def _is_id(value: object) -> bool:
@@ -267,8 +281,9 @@ def _write_install(
     _check_installable(version)
     name = _check_name((name or "").strip() or version.integration.name)
     instance = _instance_for_install(organization, name, version)
-    plain, secret = _resolve_config(version, config)
-    resolved = _resolve_bindings(version, organization, bindings)
+    (plain, secret), resolved = _all_of(
+        lambda: _resolve_config(version, config), lambda: _resolve_bindings(version, organization, bindings)
+    )
     instance.version, instance.config, instance.secret_config = version, plain, secret
     instance.installed_by = user if user is not None and user.is_authenticated else None
     instance.installed_at = timezone.now()
