@@ -121,7 +121,7 @@ def test_the_page_shows_config_masked_bindings_timers_webhooks_and_data(client, 
     assert 'data-timer="tick"' in html and "every 5m" in html
     assert f"http://testserver/hooks/{instance.webhook_token}/order.created" in html
     assert "Call echo" in html and "Doubles n" in html
-    assert "beat" in html and "7" in html
+    assert "{&quot;beat&quot;: 7}" in html
     assert f"/instances/{instance.pk}/configure/" in html
 
 
@@ -278,3 +278,17 @@ def test_the_chart_counts_the_last_24_hours(client, customer, instance):
     assert "2 runs in the last 24 hours" in html
     assert 'data-status="succeeded" data-count="1"' in html and 'data-status="failed" data-count="1"' in html
     assert "200 ms" in html  # the hour's mean duration, in the table fallback
+
+
+def test_no_page_shows_a_secret_config_value_or_a_device_password(client, acme, globex, customer):
+    from .test_customer_data_visibility import CONFIG_SECRET, DSN_PASSWORD, customer_instance
+
+    version = factories.make_published(factories.make_integration(acme))
+    made = customer_instance(version, globex, "Globex plant")
+    factories.make_published(version.integration)  # so the upgrade page lists a version
+    client.force_login(customer)
+    for path in ("/instances/", detail(made), f"/instances/{made.pk}/upgrade/", f"/instances/{made.pk}/uninstall/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.content.decode()
+        assert CONFIG_SECRET not in html and DSN_PASSWORD not in html, path

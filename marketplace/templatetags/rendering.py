@@ -17,5 +17,8 @@ def markdown_filter(text: str):
 
 
 @register.filter(name="pretty_json")
-def pretty_json(value) -> str:
+def pretty_json(value, style: str = "") -> str:
+    """Indented, or on one line with ``pretty_json:"compact"`` (for a table cell)."""
+    if style == "compact":
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

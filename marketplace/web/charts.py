@@ -64,6 +64,7 @@ class Bar:
     x: float
     segments: list[tuple[str, float, float, int]]  # status, y, height, count
     label: str
+    duration_x: float
     duration_y: float | None
 
 
@@ -101,11 +102,12 @@ def build_chart(hours: list[Hour], *, width: int = 720, height: int = 220) -> Ch
                 h = span * n / max_count
                 y -= h
                 segments.append((str(status), round(y, 1), round(h, 1), n))
-        duration_y = None
+        duration_x, duration_y = round(x + slot * 0.35, 1), None
         if hour.mean_ms is not None:
             duration_y = round(plot_bottom - span * hour.mean_ms / max_ms, 1)
-            points.append(f"{round(x + slot * 0.35, 1)},{duration_y}")
-        bars.append(Bar(x=round(x, 1), segments=segments, label=hour.start.strftime("%H"), duration_y=duration_y))
+            points.append(f"{duration_x},{duration_y}")
+        bars.append(Bar(x=round(x, 1), segments=segments, label=hour.start.strftime("%H"), duration_x=duration_x,
+                        duration_y=duration_y))
     return Chart(
         hours=hours, bars=bars, width=width, height=height, plot_top=plot_top, plot_bottom=plot_bottom,
         bar_width=round(slot * 0.7, 1), max_count=max_count, max_ms=max_ms, duration_points=" ".join(points),
