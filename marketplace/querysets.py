@@ -264,7 +264,10 @@ class InstanceQuerySet(OrganizationRowsQuerySet):
 
         newest = (IntegrationVersion.objects.available().filter(integration=OuterRef("version__integration"))
                   .order_by("-number").values("number")[:1])
-        last = HandlerRun.objects.filter(instance=OuterRef("pk")).order_by("-created_at", "-pk")
+        # No tie-break on pk: "-created_at" alone is handlerrun_history_idx's order after
+        # instance_id, so each instance reads one index entry (with "-pk" PostgreSQL sorted
+        # all of a busy instance's runs; bench/bench_instance_page.py).
+        last = HandlerRun.objects.filter(instance=OuterRef("pk")).order_by("-created_at")
         return self.annotate(
             newest_available=Subquery(newest),
             last_run_status=Subquery(last.values("status")[:1]),

@@ -133,11 +133,13 @@ def test_runs_are_listed_filtered_and_paginated(client, customer, instance):
                                 error_message="the printer is on fire")
     client.force_login(customer)
     html = client.get(detail(instance)).content.decode()
-    assert f'data-run="{failed.pk}"' in html and "Page 1 of 2" in html
+    assert f'data-run="{failed.pk}"' in html and "Page 1" in html and "Older runs" in html
     html = client.get(detail(instance), {"status": "failed"}).content.decode()
     assert f'data-run="{failed.pk}"' in html and html.count("data-run=") == 1 and "the printer is on fire" in html
     html = client.get(detail(instance), {"handler": "tick", "page": 2}).content.decode()
-    assert html.count("data-run=") == 5 and "line 0" in html
+    assert html.count("data-run=") == 5 and "line 0" in html and "Newer runs" in html and "Older runs" not in html
+    assert client.get(detail(instance), {"page": "99"}).content.decode().count("data-run=") == 0
+    assert client.get(detail(instance), {"page": "x"}).content.decode().count("data-run=") == 20
 
 
 @pytest.mark.parametrize("runs", [3, 30])
@@ -148,8 +150,8 @@ def test_the_page_takes_the_same_queries_whatever_the_runs(client, customer, ins
     factories.make_container_entry(instance, container="beats", key="last")
     client.force_login(customer)
     # session, user, the instance (with its status), the navigation's organizations, bindings,
-    # timers, runs counted and one page of them, the chart's hours, the stored data.
-    with django_assert_num_queries(10):
+    # timers, one page of runs, the chart's hours, the stored data.
+    with django_assert_num_queries(9):
         assert client.get(detail(instance)).status_code == 200
 
 
