@@ -40,9 +40,9 @@ HANDLERS = {
 
 
 def seed():
+    from benchdb import make_version
     from django.contrib.auth import get_user_model
 
-    from benchdb import make_version
     from marketplace.choices import Role
     from marketplace.models import Membership, Organization
     from marketplace.services.installs import install_version
