@@ -81,6 +81,7 @@ def test_a_customer_runs_calls_upgrades_and_uninstalls_an_instance(page, acme, g
     result = page.get_by_test_id("rpc-result")
     expect(result).to_contain_text("Succeeded")
     expect(result).to_contain_text('"doubled": 42')
+    assert_accessible(page)
     screenshot("03-rpc-result")
 
     # 4. The webhook URL names the host, with a copy button.
@@ -89,6 +90,7 @@ def test_a_customer_runs_calls_upgrades_and_uninstalls_an_instance(page, acme, g
 
     # 5. A phone's width: nothing scrolls sideways, on this page or the list.
     assert fits_a_phone(page)
+    assert_accessible(page)
     screenshot("04-phone-width")
     page.goto("/instances/")
     assert fits_a_phone(page)
