@@ -85,8 +85,13 @@ def test_a_customer_runs_calls_upgrades_and_uninstalls_an_instance(page, acme, g
     screenshot("03-rpc-result")
 
     # 4. The webhook URL names the host, with a copy button.
-    expect(page.locator("#webhook-1")).to_contain_text(f"{page.url.split('/instances/')[0]}/hooks/")
-    expect(page.get_by_role("button", name="Copy the URL of order.created")).to_be_visible()
+    webhook = f"{page.url.split('/instances/')[0]}/hooks/{instance.webhook_token}/order.created"
+    expect(page.locator("#webhook-1")).to_have_text(webhook)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = page.get_by_role("button", name="Copy the URL of order.created")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == webhook
 
     # 5. A phone's width: nothing scrolls sideways, on this page or the list.
     assert fits_a_phone(page)
