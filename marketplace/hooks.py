@@ -37,6 +37,11 @@ class RuntimeHooks:
     # probe_device(device, *, timeout) → (answered, reason): "test connection", through the
     # runtime's device clients (the reason may quote the device: callers mask secrets).
     probe_device: Callable[..., tuple[bool, str]]
+    # The customers' instance page: update_timer(*, schedule, paused=…, next_run_at=…, user),
+    # run_timer_now(*, schedule, user) → the queued run, replay_run(*, run, user) → the new run.
+    update_timer: Callable[..., Any]
+    run_timer_now: Callable[..., Any]
+    replay_run: Callable[..., Any]
 
 
 _hooks: RuntimeHooks | None = None

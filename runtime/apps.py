@@ -15,7 +15,7 @@ class RuntimeConfig(AppConfig):
     def ready(self) -> None:
         from marketplace.hooks import RuntimeHooks, register_runtime
 
-        from . import device_checks, events, lifecycle, schedules, worker
+        from . import device_checks, events, lifecycle, runs, schedules, worker
 
         # The domain runs lifecycle handlers and keeps timers in step through these: it
         # never imports the runtime, which builds on it (marketplace/hooks.py).
@@ -27,6 +27,9 @@ class RuntimeConfig(AppConfig):
             run_now=worker.run_now,
             post_event=events.post_event,
             probe_device=device_checks.probe,
+            update_timer=schedules.update_timer,
+            run_timer_now=runs.run_timer_now,
+            replay_run=runs.replay_run,
         ))
         # The beat entries this app owns exist after every migrate (idempotent).
         post_migrate.connect(_ensure_periodic_tasks, sender=self, dispatch_uid="runtime.ensure_periodic_tasks")

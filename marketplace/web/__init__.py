@@ -1,2 +1,4 @@
-"""The customers' pages: the install wizard and the devices pages (issue 12). Each view
-fetches through the access helpers and writes through the services, like the API."""
+"""The customers' pages beyond the catalog and the accounts: their instances, the install
+wizard, their devices. Server-rendered; every write goes through ``marketplace.services``
+(the same functions as the console and the API), every read starts from a named queryset
+or an access helper, so the tenant walls are the ones defined there."""
