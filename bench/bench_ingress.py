@@ -47,7 +47,9 @@ def start_web(env: dict, port: int, workers: int, threads: int, window_ms: int) 
                "--keep-alive", "30", "--log-level", "warning"]
     # The queued-runs cap raised above the benchmark's events (the drain case queues them
     # all before a worker starts); its query still runs on every post.
-    window = {"JUNCTION_INGRESS_WINDOW_MS": str(window_ms), "JUNCTION_INSTANCE_MAX_QUEUED_RUNS": "1000000"}
+    # The per-instance webhook throttle is off: this measures what is behind it.
+    window = {"JUNCTION_INGRESS_WINDOW_MS": str(window_ms), "JUNCTION_INSTANCE_MAX_QUEUED_RUNS": "1000000",
+              "JUNCTION_WEBHOOK_RATE": "0"}
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env, **window}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
