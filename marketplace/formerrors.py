@@ -1,5 +1,5 @@
-"""A service's refusal shown on a form: every front door with forms (the console today;
-the customers' pages, issue 12, when built) puts a ``DomainError``'s ``errors`` on the fields they name the same way.
+"""A service's refusal shown on a form: every front door with forms (the console and
+the customers' pages) puts a ``DomainError``'s ``errors`` on the fields they name the same way.
 
 Error keys are the service's field names (``name``, ``icon``, ``files.main.lua``,
 ``bindings.erp``); a form maps them to its own fields with ``field_aliases`` (first part

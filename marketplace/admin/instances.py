@@ -1,8 +1,7 @@
 """Instances: an installed version with its config and bindings. The console shows
 ``masked_config()`` only, never secrets, and changes instances through
 ``services.installs`` (reconfigure, enable/disable, uninstall). It does not install or
-upgrade: today only the demo loader and the tests call ``installs.install_version``; the
-customers' install pages are not built yet (issue 12).
+upgrade: customers do that on their own pages (``marketplace/web/``) or over the API.
 
 The publisher of an integration sees every instance of it (to support its installers)
 but changes only the instances of its own organizations, and sees another organization's

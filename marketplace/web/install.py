@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -27,11 +27,7 @@ from .forms import ConfigForm
 
 
 def instance_url(instance_id: int) -> str:
-    # The instance page is built beside this one (issue 12's "my instances" part).
-    try:
-        return reverse("marketplace:instance-detail", args=[instance_id])
-    except NoReverseMatch:
-        return f"/instances/{instance_id}/"
+    return reverse("marketplace:instance-detail", args=[instance_id])
 
 
 def _version(integration, number: str | None) -> IntegrationVersion:
