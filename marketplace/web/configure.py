@@ -85,6 +85,10 @@ def configure(request, pk: int):
         form = ConfigForm(**form_kwargs)
         form.initial["name"] = instance.name
         prefill(form, instance.config, {b.alias: b.device_id for b in instance.bindings.all()})
+    for name in form.secrets & set(instance.secret_config or {}):
+        field = form.fields.get(f"config.{name}")
+        if field is not None:
+            field.help_text = " ".join(filter(None, [field.help_text, "A value is stored: leave empty to keep it."]))
     return render(request, "marketplace/instances/configure.html", {
         "instance": instance, "form": form, "devices_url": reverse("marketplace:device-add"),
     }, status=status)

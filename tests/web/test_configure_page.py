@@ -64,6 +64,7 @@ def test_the_form_is_prefilled_and_never_shows_the_secret(client_of, member, ins
     assert 'value="Plant 1"' in html and 'value="7"' in html
     assert f'<option value="{devices["erp"].pk}" selected>' in html
     assert 'name="config.apiKey"' in html and 's3cret-api-key' not in html
+    assert form.fields["config.apiKey"].help_text == "A value is stored: leave empty to keep it."
     # Every control has its label.
     for name in ("name", "config.site", "config.apiKey", "config.interval", "bindings.my-printer", "bindings.erp"):
         assert f'for="id_{name}"' in html
