@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from . import views
-from .web import devices, install, instances
+from .web import configure, devices, install, instances
 
 app_name = "marketplace"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("instances/", instances.instance_list, name="instance-list"),
     path("instances/<int:pk>/", instances.instance_detail, name="instance-detail"),
     path("instances/<int:pk>/enabled/", instances.set_enabled, name="instance-enabled"),
+    path("instances/<int:pk>/configure/", configure.configure, name="instance-configure"),
     path("instances/<int:pk>/upgrade/", instances.upgrade, name="instance-upgrade"),
     path("instances/<int:pk>/uninstall/", instances.uninstall, name="instance-uninstall"),
     path("instances/<int:pk>/timers/<int:timer_pk>/paused/", instances.timer_pause, name="instance-timer-pause"),
