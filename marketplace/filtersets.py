@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.db.models import Count, Q
 
 from .models import ApiSchema, Category, Integration
 
@@ -21,6 +22,45 @@ class IntegrationFilterSet(django_filters.FilterSet):
 
     def search(self, queryset, name, value):
         return queryset.search(value)
+
+
+class CatalogFilterSet(IntegrationFilterSet):
+    """The marketplace page: its search box also matches the publisher's name, the category
+    choices carry how many of ``queryset`` (what the viewer is offered, searched by ``q``)
+    fall in each, and ``sort`` orders with the id as tie-break so pages never overlap."""
+
+    SORTS = {"name": ("name", "pk"), "newest": ("-created_at", "-pk"), "installed": ("-instance_count", "name", "pk")}
+
+    q = django_filters.CharFilter(method="search_catalog", label="Search")
+    sort = django_filters.ChoiceFilter(
+        method="sort_by", label="Sort by", empty_label=None,
+        choices=[("name", "Name"), ("newest", "Newest"), ("installed", "Most installed")],
+    )
+
+    class Meta:
+        model = Integration
+        fields = ["q", "category", "sort"]
+
+    def __init__(self, data=None, queryset=None, **kwargs):
+        super().__init__(data, queryset=queryset, **kwargs)
+        # Counted over the search, not the chosen category: each choice says what picking it gives.
+        searched = self.queryset.search((self.data or {}).get("q", ""), publisher=True).values("pk")
+        self.filters["category"].queryset = Category.objects.annotate(
+            listed=Count("integrations", filter=Q(integrations__in=searched)),
+        ).order_by("ordering", "name", "pk")
+        self.form.fields["category"].label_from_instance = lambda c: f"{c.name} ({c.listed})"
+
+    @property
+    def qs(self):
+        qs = super().qs
+        # An absent or unknown sort leaves the filter unapplied: name order still holds.
+        return qs if getattr(self.form, "cleaned_data", {}).get("sort") else qs.order_by(*self.SORTS["name"])
+
+    def search_catalog(self, queryset, name, value):
+        return queryset.search(value, publisher=True)
+
+    def sort_by(self, queryset, name, value):
+        return queryset.order_by(*self.SORTS[value])
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):

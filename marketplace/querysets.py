@@ -153,15 +153,30 @@ class IntegrationQuerySet(models.QuerySet):
 
     def installable(self) -> Self:
         """Integrations with at least one published, available version."""
-        return self.filter(
-            Exists(_model("IntegrationVersion").objects.available().filter(integration=OuterRef("pk")))
-        )
+        return self.filter(_has_available_version())
 
-    def search(self, text: str) -> Self:
+    def offered_to(self, user: User) -> Self:
+        """What the catalog lists: visible integrations that can be installed. One with no
+        available published version is not offered to new customers, but its owner's
+        members still find it (superusers see everything, as in ``visible_to``)."""
+        visible = self.visible_to(user)
+        if user.is_authenticated and user.is_superuser:
+            return visible
+        installable = _has_available_version()
+        if not user.is_authenticated:
+            return visible.filter(installable)
+        return visible.filter(installable | Q(owner__in=_organizations_of(user)))
+
+    def search(self, text: str, *, publisher: bool = False) -> Self:
+        """Name, summary and description contain ``text``; with ``publisher``, the owning
+        organization's name may match instead (the catalog's search box)."""
         text = (text or "").strip()
         if not text:
             return self
-        return self.filter(Q(name__icontains=text) | Q(summary__icontains=text) | Q(description__icontains=text))
+        match = Q(name__icontains=text) | Q(summary__icontains=text) | Q(description__icontains=text)
+        if publisher:
+            match |= Q(owner__name__icontains=text)
+        return self.filter(match)
 
     def with_latest_number(self) -> Self:
         """Annotated with ``latest_number``: the newest published version's number (None
@@ -185,6 +200,10 @@ class IntegrationQuerySet(models.QuerySet):
         return self.select_related("category", "owner").with_latest_number().annotate(
             instance_count=Coalesce(Subquery(instances), 0),
         )
+
+
+def _has_available_version() -> Exists:
+    return Exists(_model("IntegrationVersion").objects.available().filter(integration=OuterRef("pk")))
 
 
 # The subqueries of the integration listing, built once: they do not depend on the user,

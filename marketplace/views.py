@@ -9,7 +9,7 @@ from django.views.generic import DetailView, ListView
 from . import access
 from .api.authentication import token_user
 from .exceptions import NotFound
-from .filtersets import IntegrationFilterSet
+from .filtersets import CatalogFilterSet
 from .models import Attachment, Integration
 
 
@@ -19,10 +19,10 @@ class IntegrationListView(ListView):
     paginate_by = 24
 
     def get_queryset(self):
-        self.filterset = IntegrationFilterSet(
-            self.request.GET, queryset=Integration.objects.visible_to(self.request.user).for_listing()
+        self.filterset = CatalogFilterSet(
+            self.request.GET, queryset=Integration.objects.offered_to(self.request.user).for_listing()
         )
-        return self.filterset.qs.order_by("name")
+        return self.filterset.qs
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(filter=self.filterset, **kwargs)
